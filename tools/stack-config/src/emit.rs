@@ -1,0 +1,129 @@
+//! Writing values back out as YAML that cannot be misread.
+//!
+//! Every string is written double-quoted with JSON escaping (a JSON string is a valid YAML
+//! double-quoted scalar), so no value — `yes`, `0123`, `~`, `a: b`, a newline — can change
+//! type or structure when read back.
+
+use serde_json::Value;
+
+/// A YAML document for `value`.
+pub fn to_yaml(value: &Value) -> String {
+    let mut out = String::new();
+    match value {
+        Value::Object(map) if !map.is_empty() => write_map(&mut out, map, 0),
+        Value::Array(items) if !items.is_empty() => write_seq(&mut out, items, 0),
+        scalar => {
+            out.push_str(&scalar_text(scalar));
+            out.push('\n');
+        }
+    }
+    out
+}
+
+/// One scalar as YAML: strings double-quoted, everything else as JSON writes it.
+pub fn scalar_text(value: &Value) -> String {
+    match value {
+        Value::Object(map) if map.is_empty() => "{}".to_owned(),
+        Value::Array(items) if items.is_empty() => "[]".to_owned(),
+        other => other.to_string(),
+    }
+}
+
+fn is_block(value: &Value) -> bool {
+    match value {
+        Value::Object(map) => !map.is_empty(),
+        Value::Array(items) => !items.is_empty(),
+        _ => false,
+    }
+}
+
+/// Keys are quoted unless they are plain identifiers.
+fn key_text(key: &str) -> String {
+    let plain = !key.is_empty()
+        && key
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        && key
+            .bytes()
+            .next()
+            .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_');
+    let reserved = matches!(
+        key.to_ascii_lowercase().as_str(),
+        "y" | "n" | "yes" | "no" | "on" | "off" | "true" | "false" | "null"
+    );
+    if plain && !reserved {
+        key.to_owned()
+    } else {
+        Value::from(key).to_string()
+    }
+}
+
+fn write_map(out: &mut String, map: &serde_json::Map<String, Value>, indent: usize) {
+    for (key, value) in map {
+        out.push_str(&" ".repeat(indent));
+        out.push_str(&key_text(key));
+        out.push(':');
+        if is_block(value) {
+            out.push('\n');
+            match value {
+                Value::Object(child) => write_map(out, child, indent + 2),
+                Value::Array(items) => write_seq(out, items, indent + 2),
+                _ => {}
+            }
+        } else {
+            out.push(' ');
+            out.push_str(&scalar_text(value));
+            out.push('\n');
+        }
+    }
+}
+
+fn write_seq(out: &mut String, items: &[Value], indent: usize) {
+    for item in items {
+        out.push_str(&" ".repeat(indent));
+        out.push('-');
+        match item {
+            Value::Object(child) if !child.is_empty() => {
+                // The first key goes on the dash line; the rest align under it.
+                let mut nested = String::new();
+                write_map(&mut nested, child, indent + 2);
+                out.push(' ');
+                out.push_str(nested.trim_start());
+            }
+            Value::Array(inner) if !inner.is_empty() => {
+                out.push('\n');
+                write_seq(out, inner, indent + 2);
+            }
+            scalar => {
+                out.push(' ');
+                out.push_str(&scalar_text(scalar));
+                out.push('\n');
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::source::SourceFile;
+
+    #[test]
+    fn quotes_every_string() {
+        let value = serde_json::json!({
+            "a": "yes", "b": "0123", "c": "x: y\nz", "n": 5, "t": true, "none": null,
+            "list": ["~", {"k": "v", "l": 1}], "empty": {}, "on": "#", "key with space": "",
+        });
+        let yaml = to_yaml(&value);
+        let parsed = SourceFile::parse("emitted.yaml", &yaml).expect("the output parses");
+        let a = parsed.dict["a"].as_str();
+        assert_eq!(a, Some("yes"));
+        assert_eq!(parsed.dict["b"].as_str(), Some("0123"));
+        assert_eq!(parsed.dict["c"].as_str(), Some("x: y\nz"));
+        assert_eq!(parsed.dict["on"].as_str(), Some("#"));
+        assert_eq!(parsed.dict["key with space"].as_str(), Some(""));
+        let list = parsed.dict["list"].as_array().expect("a list");
+        assert_eq!(list[0].as_str(), Some("~"));
+        assert_eq!(list[1].as_dict().and_then(|d| d["l"].as_str()), Some("1"));
+    }
+}

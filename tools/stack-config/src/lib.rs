@@ -1,0 +1,46 @@
+//! The `stack.yaml` model shared by the server, the client and `stackctl`.
+//!
+//! - [`model`]: the typed settings, every field documented, unknown keys denied.
+//! - [`Loader`]: figment layers (defaults ← file ← `--env` overlay ← `TASKMANAGER__*`
+//!   variables ← `--set`), with every error reported at once, located by key path and, for
+//!   values from a file, by line and column.
+//! - [`schema`]: the JSON Schema generated from the same types.
+//!
+//! This crate does no rendering and no networking.
+
+pub mod diagnostic;
+mod emit;
+mod load;
+pub mod model;
+mod schema;
+mod source;
+pub mod types;
+mod validate;
+
+pub use diagnostic::{Diagnostic, Origin, Report, Severity};
+pub use emit::{scalar_text, to_yaml};
+pub use load::{ENV_PREFIX, ENV_SEPARATOR, Loaded, Loader};
+pub use model::Stack;
+pub use schema::{SCHEMA_PATH, schema, schema_json};
+pub use validate::validate;
+
+/// The resolved configuration as JSON (secrets redacted), with the computed values under
+/// `derived`.
+pub fn resolved(stack: &Stack) -> serde_json::Value {
+    let mut value = serde_json::to_value(stack).expect("a stack serializes");
+    if let serde_json::Value::Object(map) = &mut value {
+        map.insert("derived".to_owned(), stack.derived());
+    }
+    value
+}
+
+/// The value at a dotted `key` (`server.port`, `derived.images.server`,
+/// `images.pull_secrets.0`) of the resolved configuration.
+pub fn get<'a>(resolved: &'a serde_json::Value, key: &str) -> Option<&'a serde_json::Value> {
+    key.split('.')
+        .try_fold(resolved, |value, segment| match value {
+            serde_json::Value::Object(map) => map.get(segment),
+            serde_json::Value::Array(items) => items.get(segment.parse::<usize>().ok()?),
+            _ => None,
+        })
+}

@@ -1,0 +1,71 @@
+//! The task manager client.
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::Resources;
+
+/// The client that submits tasks and streams their status. In the cluster it runs as a
+/// Deployment; locally it is the `taskmanager-client` command.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct Client {
+    /// Whether the client is deployed.
+    pub enabled: bool,
+    /// Number of client pods.
+    pub replicas: u32,
+    /// What a deployed client does.
+    pub mode: ClientMode,
+    /// Tasks submitted per second in `demo` mode.
+    pub rate: f64,
+    /// Settings of `load` mode and of `taskmanager-client load`.
+    pub load: LoadSettings,
+    /// Server address to dial, such as `http://127.0.0.1:50051`. Unset dials the server
+    /// Service in the cluster, or the local server when run locally.
+    pub address: Option<String>,
+    /// Resources of a client pod.
+    pub resources: Resources,
+}
+
+impl Default for Client {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            replicas: 1,
+            mode: ClientMode::Demo,
+            rate: 1.0,
+            load: LoadSettings::default(),
+            address: None,
+            resources: Resources::known(("50m", "32Mi"), ("200m", "128Mi")),
+        }
+    }
+}
+
+/// What a deployed client does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ClientMode {
+    /// Submit random example tasks at `rate` and stream each one's status.
+    Demo,
+    /// Submit `load.tasks` tasks at `load.concurrency` and report throughput and latency.
+    Load,
+}
+
+/// A load run.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct LoadSettings {
+    /// Number of tasks to submit.
+    pub tasks: u64,
+    /// Number of tasks in flight at once.
+    pub concurrency: u32,
+}
+
+impl Default for LoadSettings {
+    fn default() -> Self {
+        Self {
+            tasks: 1000,
+            concurrency: 32,
+        }
+    }
+}

@@ -1,0 +1,145 @@
+//! The typed model of `stack.yaml`.
+//!
+//! Every struct denies unknown fields and documents each field; the documentation becomes the
+//! JSON Schema's descriptions. Every field has a default, so a partial file (or an
+//! environment overlay) is complete once merged.
+
+mod client;
+mod images;
+mod observability;
+mod redis;
+mod resources;
+mod server;
+
+use std::collections::BTreeMap;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+pub use client::{Client, ClientMode, LoadSettings};
+pub use images::{ComponentImage, Images, PullPolicy};
+pub use observability::{
+    Alloy, Grafana, GrafanaAdmin, LogShipper, Logs, Loki, Mimir, Observability, Prometheus,
+    Promtail, Storage, Tempo, Tracing,
+};
+pub use redis::{AppendFsync, Persistence, Redis, RedisAuth, RedisMode, SecretRef};
+pub use resources::{ResourceList, Resources};
+pub use server::{
+    Autoscaling, Lease, Limits, LogFormat, LogLevel, Logging, Retries, Server, Simulation, Workers,
+};
+
+use crate::types::DnsLabel;
+
+/// The whole stack: the task manager's server and client, Redis, and the observability
+/// stack, from a laptop to a Kubernetes cluster.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+#[schemars(title = "stack.yaml")]
+pub struct Stack {
+    /// Instance name. Every Kubernetes object is named `<name>-<component>` and carries it as
+    /// `app.kubernetes.io/instance`.
+    pub name: DnsLabel,
+    /// Kubernetes namespace everything is deployed into.
+    pub namespace: DnsLabel,
+    /// Where the server and client images are built, pushed and pulled.
+    pub images: Images,
+    /// The Redis that stores and queues the tasks.
+    pub redis: Redis,
+    /// The gRPC server and its workers.
+    pub server: Server,
+    /// The client that submits example tasks and streams their status.
+    pub client: Client,
+    /// Metrics, logs and traces.
+    pub observability: Observability,
+    /// Named overlays, merged over the rest of the file by `--env NAME`. Each holds any part
+    /// of this same structure (except `environments`).
+    #[schemars(with = "BTreeMap<DnsLabel, Overlay>")]
+    pub environments: BTreeMap<DnsLabel, serde_json::Value>,
+}
+
+impl Default for Stack {
+    fn default() -> Self {
+        Self {
+            name: DnsLabel::new("taskmanager").expect("valid default"),
+            namespace: DnsLabel::new("taskmanager").expect("valid default"),
+            images: Images::default(),
+            redis: Redis::default(),
+            server: Server::default(),
+            client: Client::default(),
+            observability: Observability::default(),
+            environments: BTreeMap::new(),
+        }
+    }
+}
+
+/// Schema of an environment overlay: any part of the stack.
+struct Overlay;
+
+impl JsonSchema for Overlay {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Overlay".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "Any part of the stack, merged over the rest of the file when this environment is selected.",
+            "allOf": [{ "$ref": "#" }],
+            "not": { "required": ["environments"] }
+        })
+    }
+}
+
+impl Stack {
+    /// Name of the Kubernetes objects of `component`: `<name>-<component>`.
+    pub fn object_name(&self, component: &str) -> String {
+        format!("{}-{component}", self.name)
+    }
+
+    /// The full reference of the server image: `<registry>/<repository>:<tag>`.
+    pub fn server_image(&self) -> String {
+        self.images.reference(&self.images.server)
+    }
+
+    /// The full reference of the client image: `<registry>/<repository>:<tag>`.
+    pub fn client_image(&self) -> String {
+        self.images.reference(&self.images.client)
+    }
+
+    /// The Redis host the server connects to: the configured external host, or the managed
+    /// Redis Service in the cluster.
+    pub fn redis_host(&self) -> String {
+        match (&self.redis.mode, &self.redis.host) {
+            (_, Some(host)) => host.to_string(),
+            (RedisMode::Managed, None) => {
+                format!("{}.{}.svc", self.object_name("redis"), self.namespace)
+            }
+            // Validation rejects an external Redis without a host.
+            (RedisMode::External, None) => String::new(),
+        }
+    }
+
+    /// Values computed from the rest of the stack, as `stackctl get derived.*` shows them.
+    pub fn derived(&self) -> serde_json::Value {
+        serde_json::json!({
+            "images": {
+                "server": self.server_image(),
+                "client": self.client_image(),
+                "redis": self.images.third_party(&self.redis.image),
+            },
+            "redis": {
+                "host": self.redis_host(),
+                "port": self.redis.port,
+                "service": self.object_name("redis"),
+            },
+            "server": {
+                "service": self.object_name("server"),
+                "address": format!(
+                    "http://{}.{}.svc:{}",
+                    self.object_name("server"),
+                    self.namespace,
+                    self.server.port
+                ),
+            },
+        })
+    }
+}

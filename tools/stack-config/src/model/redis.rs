@@ -1,0 +1,141 @@
+//! The Redis that stores and queues tasks.
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::{ComponentImage, Resources};
+use crate::types::{DnsSubdomain, Duration, Host, KeyPrefix, Port, Quantity, Secret};
+
+/// The Redis that is the system of record for tasks.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct Redis {
+    /// `managed`: a Redis StatefulSet is deployed with the stack. `external`: the server
+    /// connects to `host`, and no Redis is deployed.
+    pub mode: RedisMode,
+    /// Host of an external Redis (required when `mode: external`). For a managed Redis leave
+    /// it unset: the server dials the managed Redis Service.
+    pub host: Option<Host>,
+    /// Redis port.
+    pub port: Port,
+    /// Redis logical database, 0-15.
+    pub db: u8,
+    /// Prefix of every key the task manager writes (`<prefix>task:<id>`, `<prefix>tasks`,
+    /// `<prefix>task_status:<id>`, ...). Empty keeps the original key names.
+    pub key_prefix: KeyPrefix,
+    /// Password authentication.
+    pub auth: RedisAuth,
+    /// How long to wait for a connection before reporting Redis unavailable.
+    pub connect_timeout: Duration,
+    /// How long to wait for one command before reporting Redis unavailable.
+    pub command_timeout: Duration,
+    /// Durability of the managed Redis.
+    pub persistence: Persistence,
+    /// Image of the managed Redis.
+    pub image: ComponentImage,
+    /// Resources of the managed Redis.
+    pub resources: Resources,
+}
+
+impl Default for Redis {
+    fn default() -> Self {
+        Self {
+            mode: RedisMode::Managed,
+            host: None,
+            port: Port::new(6379).expect("valid default"),
+            db: 0,
+            key_prefix: KeyPrefix::new("taskmanager:").expect("valid default"),
+            auth: RedisAuth::default(),
+            connect_timeout: Duration::from_secs(2),
+            command_timeout: Duration::from_secs(2),
+            persistence: Persistence::default(),
+            image: ComponentImage::known("redis", "7.4-alpine"),
+            resources: Resources::known(("100m", "128Mi"), ("500m", "512Mi")),
+        }
+    }
+}
+
+/// Whether Redis is deployed with the stack or already exists.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RedisMode {
+    /// Deploy a Redis StatefulSet with persistent storage.
+    Managed,
+    /// Use an existing Redis at `redis.host`.
+    External,
+}
+
+/// Redis password authentication.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct RedisAuth {
+    /// Whether Redis requires a password.
+    pub enabled: bool,
+    /// The Kubernetes Secret holding the password. The manifests reference it; they never
+    /// contain the password.
+    pub secret: SecretRef,
+    /// The password for runs outside Kubernetes. Prefer the environment variable
+    /// `TASKMANAGER__REDIS__AUTH__PASSWORD` to writing it here. Never printed.
+    pub password: Option<Secret>,
+}
+
+impl Default for RedisAuth {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            secret: SecretRef {
+                name: DnsSubdomain::new("taskmanager-redis").expect("valid default"),
+                key: "password".to_owned(),
+            },
+            password: None,
+        }
+    }
+}
+
+/// A key of a Kubernetes Secret.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SecretRef {
+    /// Name of the Secret.
+    pub name: DnsSubdomain,
+    /// Key within the Secret.
+    pub key: String,
+}
+
+/// Durability of the managed Redis.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct Persistence {
+    /// Append-only file persistence: with it, accepted tasks survive a Redis restart.
+    pub enabled: bool,
+    /// How often the append-only file is flushed to disk: `always` loses nothing,
+    /// `everysec` at most one second of writes, `no` leaves it to the kernel.
+    pub appendfsync: AppendFsync,
+    /// Size of the persistent volume.
+    pub size: Quantity,
+    /// StorageClass of the persistent volume; unset uses the cluster default.
+    pub storage_class: Option<DnsSubdomain>,
+}
+
+impl Default for Persistence {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            appendfsync: AppendFsync::Everysec,
+            size: Quantity::parse("1Gi").expect("valid default"),
+            storage_class: None,
+        }
+    }
+}
+
+/// Redis `appendfsync` policy.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum AppendFsync {
+    /// fsync after every write.
+    Always,
+    /// fsync once per second.
+    Everysec,
+    /// Let the operating system decide.
+    No,
+}

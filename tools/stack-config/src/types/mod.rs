@@ -1,0 +1,87 @@
+//! Newtypes for the values `stack.yaml` holds: names, ports, durations, image references,
+//! resource quantities, hosts and secrets.
+//!
+//! Each type checks its value when it is deserialized, so a `Stack` never holds a malformed
+//! one, and each describes itself in the JSON Schema (pattern and description), so editors
+//! flag the same mistakes.
+
+mod duration;
+mod host;
+mod image;
+mod name;
+mod port;
+mod quantity;
+mod secret;
+
+pub use duration::Duration;
+pub use host::Host;
+pub use image::{ImageRepository, ImageTag, Registry};
+pub use name::{DnsLabel, DnsSubdomain, KeyPrefix};
+pub use port::Port;
+pub use quantity::Quantity;
+pub use secret::Secret;
+
+/// Declares a string newtype that is checked by `$check` (a `fn(&str) -> Result<(), String>`)
+/// when it is created or deserialized, and described in the JSON Schema.
+macro_rules! checked_string {
+    (
+        $(#[$meta:meta])*
+        $name:ident, check = $check:path, schema = { $($schema:tt)* }
+    ) => {
+        $(#[$meta])*
+        #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+        #[serde(transparent)]
+        pub struct $name(String);
+
+        impl $name {
+            /// Checks `value` and wraps it.
+            pub fn new(value: impl Into<String>) -> Result<Self, String> {
+                let value = value.into();
+                $check(&value).map_err(|rule| format!("{value:?} {rule}"))?;
+                Ok(Self(value))
+            }
+
+            /// The value as a string slice.
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl AsRef<str> for $name {
+            fn as_ref(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl std::str::FromStr for $name {
+            type Err = String;
+            fn from_str(value: &str) -> Result<Self, String> {
+                Self::new(value)
+            }
+        }
+
+        impl<'de> serde::Deserialize<'de> for $name {
+            fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                let value = String::deserialize(deserializer)?;
+                Self::new(value).map_err(serde::de::Error::custom)
+            }
+        }
+
+        impl schemars::JsonSchema for $name {
+            fn schema_name() -> std::borrow::Cow<'static, str> {
+                stringify!($name).into()
+            }
+
+            fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+                schemars::json_schema!({ "type": "string", $($schema)* })
+            }
+        }
+    };
+}
+pub(crate) use checked_string;

@@ -1,0 +1,432 @@
+//! Semantic rules: what a well-typed stack must also satisfy. Every rule runs and every
+//! violation is returned; the loader locates each one.
+
+use crate::diagnostic::Diagnostic;
+use crate::model::{LogShipper, RedisMode, Resources, Stack};
+use crate::types::Duration;
+
+/// Checks every rule and returns the violations (errors and warnings), unlocated.
+pub fn validate(stack: &Stack) -> Vec<Diagnostic> {
+    let mut out = Vec::new();
+    ports(stack, &mut out);
+    replicas(stack, &mut out);
+    durations(stack, &mut out);
+    redis(stack, &mut out);
+    ratios(stack, &mut out);
+    counts(stack, &mut out);
+    resources(stack, &mut out);
+    references(stack, &mut out);
+    out
+}
+
+fn ports(stack: &Stack, out: &mut Vec<Diagnostic>) {
+    let server = &stack.server;
+    if server.port == server.metrics_port {
+        out.push(
+            Diagnostic::error(
+                "server.metrics_port",
+                "port-collision",
+                format!(
+                    "port {} is used twice in the server pod: by `server.port` and \
+                     `server.metrics_port`",
+                    server.port
+                ),
+            )
+            .with_help("give the metrics endpoint its own port, for example 9090"),
+        );
+    }
+}
+
+fn replicas(stack: &Stack, out: &mut Vec<Diagnostic>) {
+    let scaling = &stack.server.autoscaling;
+    if scaling.min_replicas == 0 {
+        out.push(Diagnostic::error(
+            "server.autoscaling.min_replicas",
+            "replicas-range",
+            "must be at least 1 (got 0)",
+        ));
+    }
+    if scaling.min_replicas > scaling.max_replicas {
+        out.push(Diagnostic::error(
+            "server.autoscaling.max_replicas",
+            "replicas-range",
+            format!(
+                "max_replicas ({}) is less than min_replicas ({})",
+                scaling.max_replicas, scaling.min_replicas
+            ),
+        ));
+    }
+    if !(1..=100).contains(&scaling.target_cpu_utilization) {
+        out.push(Diagnostic::error(
+            "server.autoscaling.target_cpu_utilization",
+            "percent-range",
+            format!(
+                "must be a percentage from 1 to 100 (got {})",
+                scaling.target_cpu_utilization
+            ),
+        ));
+    }
+    if !scaling.enabled && stack.server.replicas == 0 {
+        out.push(Diagnostic::error(
+            "server.replicas",
+            "replicas-range",
+            "must be at least 1 (got 0): with no server, no task runs",
+        ));
+    }
+}
+
+fn positive(out: &mut Vec<Diagnostic>, path: &str, duration: Duration) {
+    if duration.is_zero() {
+        out.push(Diagnostic::error(
+            path,
+            "positive-duration",
+            "must be longer than 0s (got 0s)",
+        ));
+    }
+}
+
+fn durations(stack: &Stack, out: &mut Vec<Diagnostic>) {
+    let server = &stack.server;
+    let lease = &server.lease;
+    for (path, duration) in [
+        ("server.lease.duration", lease.duration),
+        ("server.lease.renew_interval", lease.renew_interval),
+        ("server.lease.reaper_interval", lease.reaper_interval),
+        ("server.retention", server.retention),
+        (
+            "server.retries.backoff_initial",
+            server.retries.backoff_initial,
+        ),
+        ("server.retries.backoff_max", server.retries.backoff_max),
+        ("redis.connect_timeout", stack.redis.connect_timeout),
+        ("redis.command_timeout", stack.redis.command_timeout),
+        (
+            "observability.prometheus.retention",
+            stack.observability.prometheus.retention,
+        ),
+        (
+            "observability.prometheus.scrape_interval",
+            stack.observability.prometheus.scrape_interval,
+        ),
+        (
+            "observability.loki.retention",
+            stack.observability.loki.retention,
+        ),
+        (
+            "observability.tempo.retention",
+            stack.observability.tempo.retention,
+        ),
+        (
+            "observability.mimir.retention",
+            stack.observability.mimir.retention,
+        ),
+    ] {
+        positive(out, path, duration);
+    }
+    if !lease.renew_interval.is_zero() && lease.renew_interval >= lease.duration {
+        out.push(
+            Diagnostic::error(
+                "server.lease.renew_interval",
+                "lease-renewal",
+                format!(
+                    "renew_interval ({}) must be shorter than the lease duration ({}), or leases \
+                     expire while their tasks run",
+                    lease.renew_interval, lease.duration
+                ),
+            )
+            .with_help("renew at most every third of the lease duration"),
+        );
+    }
+    let retries = &server.retries;
+    if retries.backoff_initial > retries.backoff_max {
+        out.push(Diagnostic::error(
+            "server.retries.backoff_max",
+            "backoff-range",
+            format!(
+                "backoff_max ({}) is shorter than backoff_initial ({})",
+                retries.backoff_max, retries.backoff_initial
+            ),
+        ));
+    }
+    if !(retries.backoff_multiplier >= 1.0 && retries.backoff_multiplier.is_finite()) {
+        out.push(Diagnostic::error(
+            "server.retries.backoff_multiplier",
+            "backoff-range",
+            format!("must be at least 1 (got {})", retries.backoff_multiplier),
+        ));
+    }
+}
+
+fn redis(stack: &Stack, out: &mut Vec<Diagnostic>) {
+    let redis = &stack.redis;
+    match (redis.mode, &redis.host) {
+        (RedisMode::External, None) => out.push(
+            Diagnostic::error(
+                "redis.host",
+                "redis-external-host",
+                "an external Redis needs a host: `redis.mode` is `external` but `redis.host` \
+                 is not set",
+            )
+            .with_help("set redis.host, or use `mode: managed` to deploy Redis with the stack"),
+        ),
+        (RedisMode::Managed, Some(host)) => out.push(
+            Diagnostic::error(
+                "redis.host",
+                "redis-managed-host",
+                format!(
+                    "a managed Redis is reached through its own Service, so `redis.host` \
+                     ({host}) would be ignored"
+                ),
+            )
+            .with_help("remove redis.host, or set `redis.mode: external`"),
+        ),
+        _ => {}
+    }
+    if redis.db > 15 {
+        out.push(Diagnostic::error(
+            "redis.db",
+            "redis-db",
+            format!("Redis has databases 0 to 15 (got {})", redis.db),
+        ));
+    }
+    if redis.auth.secret.key.is_empty() {
+        out.push(Diagnostic::error(
+            "redis.auth.secret.key",
+            "secret-key",
+            "the key within the Secret must not be empty",
+        ));
+    }
+}
+
+fn ratios(stack: &Stack, out: &mut Vec<Diagnostic>) {
+    for (path, value) in [
+        (
+            "server.simulation.failure_rate",
+            stack.server.simulation.failure_rate,
+        ),
+        ("server.retries.jitter", stack.server.retries.jitter),
+        (
+            "observability.tracing.sampling_ratio",
+            stack.observability.tracing.sampling_ratio,
+        ),
+    ] {
+        if !(0.0..=1.0).contains(&value) {
+            out.push(Diagnostic::error(
+                path,
+                "ratio-range",
+                format!("must be a fraction from 0 to 1 (got {value})"),
+            ));
+        }
+    }
+}
+
+fn counts(stack: &Stack, out: &mut Vec<Diagnostic>) {
+    let server = &stack.server;
+    let client = &stack.client;
+    for (path, value) in [
+        (
+            "server.workers.concurrency",
+            u64::from(server.workers.concurrency),
+        ),
+        (
+            "server.retries.max_attempts",
+            u64::from(server.retries.max_attempts),
+        ),
+        (
+            "server.limits.max_message_bytes",
+            u64::from(server.limits.max_message_bytes),
+        ),
+        (
+            "server.limits.max_description_bytes",
+            u64::from(server.limits.max_description_bytes),
+        ),
+        (
+            "server.limits.max_key_bytes",
+            u64::from(server.limits.max_key_bytes),
+        ),
+        (
+            "server.limits.max_batch",
+            u64::from(server.limits.max_batch),
+        ),
+        ("client.load.tasks", client.load.tasks),
+        (
+            "client.load.concurrency",
+            u64::from(client.load.concurrency),
+        ),
+    ] {
+        if value == 0 {
+            out.push(Diagnostic::error(
+                path,
+                "positive",
+                "must be at least 1 (got 0)",
+            ));
+        }
+    }
+    if !(client.rate > 0.0 && client.rate.is_finite()) {
+        out.push(Diagnostic::error(
+            "client.rate",
+            "positive",
+            format!(
+                "must be a positive number of tasks per second (got {})",
+                client.rate
+            ),
+        ));
+    }
+    if let Some(address) = &client.address
+        && !(address.starts_with("http://") || address.starts_with("https://"))
+    {
+        out.push(Diagnostic::error(
+            "client.address",
+            "address",
+            format!("{address:?} is not an address: use http://host:port or https://host:port"),
+        ));
+    }
+}
+
+fn check_resources(out: &mut Vec<Diagnostic>, path: &str, resources: &Resources) {
+    for (name, request, limit) in [
+        ("cpu", &resources.requests.cpu, &resources.limits.cpu),
+        (
+            "memory",
+            &resources.requests.memory,
+            &resources.limits.memory,
+        ),
+    ] {
+        if request.value() > limit.value() {
+            out.push(Diagnostic::error(
+                format!("{path}.limits.{name}"),
+                "resources-range",
+                format!("the {name} limit ({limit}) is below its request ({request})"),
+            ));
+        }
+    }
+}
+
+fn resources(stack: &Stack, out: &mut Vec<Diagnostic>) {
+    let o = &stack.observability;
+    for (path, resources) in [
+        ("server.resources", &stack.server.resources),
+        ("client.resources", &stack.client.resources),
+        ("redis.resources", &stack.redis.resources),
+        (
+            "observability.prometheus.resources",
+            &o.prometheus.resources,
+        ),
+        ("observability.grafana.resources", &o.grafana.resources),
+        ("observability.loki.resources", &o.loki.resources),
+        (
+            "observability.logs.promtail.resources",
+            &o.logs.promtail.resources,
+        ),
+        (
+            "observability.logs.alloy.resources",
+            &o.logs.alloy.resources,
+        ),
+        ("observability.tempo.resources", &o.tempo.resources),
+        ("observability.mimir.resources", &o.mimir.resources),
+    ] {
+        check_resources(out, path, resources);
+    }
+}
+
+fn references(stack: &Stack, out: &mut Vec<Diagnostic>) {
+    let o = &stack.observability;
+    let mut requires = |path: &str, what: &str, needed: &str| {
+        out.push(
+            Diagnostic::error(
+                path,
+                "component-disabled",
+                format!("{what} needs `{needed}`, which is disabled"),
+            )
+            .with_help(format!("enable {needed}, or turn this off")),
+        );
+    };
+    if o.prometheus.enabled && o.prometheus.remote_write_to_mimir && !o.mimir.enabled {
+        requires(
+            "observability.prometheus.remote_write_to_mimir",
+            "writing Prometheus samples to Mimir",
+            "observability.mimir.enabled",
+        );
+    }
+    if o.logs.enabled && !o.loki.enabled {
+        requires(
+            "observability.logs.enabled",
+            "shipping logs",
+            "observability.loki.enabled",
+        );
+    }
+    if o.tracing.enabled && o.tracing.endpoint.is_none() && !o.tempo.enabled {
+        requires(
+            "observability.tracing.enabled",
+            "sending traces without an explicit endpoint",
+            "observability.tempo.enabled",
+        );
+    }
+    if o.grafana.enabled && !(o.prometheus.enabled || o.mimir.enabled || o.loki.enabled) {
+        requires(
+            "observability.grafana.enabled",
+            "Grafana",
+            "observability.prometheus.enabled (or mimir or loki)",
+        );
+    }
+    if o.logs.enabled && o.logs.shipper == LogShipper::Promtail {
+        out.push(
+            Diagnostic::warning(
+                "observability.logs.shipper",
+                "promtail-eol",
+                "Promtail reached its end of life in March 2026 and receives no more fixes",
+            )
+            .with_help("switch to `shipper: alloy`"),
+        );
+    }
+    if let Some(endpoint) = &o.tracing.endpoint
+        && !(endpoint.starts_with("http://") || endpoint.starts_with("https://"))
+    {
+        out.push(Diagnostic::error(
+            "observability.tracing.endpoint",
+            "address",
+            format!("{endpoint:?} is not an OTLP endpoint: use http://host:4317"),
+        ));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid() {
+        assert_eq!(validate(&Stack::default()), Vec::new());
+    }
+
+    #[test]
+    fn every_violation_is_reported() {
+        let mut stack = Stack::default();
+        stack.server.metrics_port = stack.server.port;
+        stack.server.autoscaling.min_replicas = 5;
+        stack.server.autoscaling.max_replicas = 3;
+        stack.server.lease.renew_interval = Duration::from_secs(60);
+        stack.redis.mode = RedisMode::External;
+        stack.observability.mimir.enabled = false;
+        let rules: Vec<_> = validate(&stack)
+            .iter()
+            .map(|d| (d.path.clone(), d.rule))
+            .collect();
+        assert_eq!(
+            rules,
+            vec![
+                ("server.metrics_port".to_owned(), "port-collision"),
+                (
+                    "server.autoscaling.max_replicas".to_owned(),
+                    "replicas-range"
+                ),
+                ("server.lease.renew_interval".to_owned(), "lease-renewal"),
+                ("redis.host".to_owned(), "redis-external-host"),
+                (
+                    "observability.prometheus.remote_write_to_mimir".to_owned(),
+                    "component-disabled"
+                ),
+            ]
+        );
+    }
+}

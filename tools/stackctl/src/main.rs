@@ -1,0 +1,168 @@
+//! `stackctl`: check, explain and render `stack.yaml`.
+
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use stack_config::{Loaded, Loader, Report};
+
+/// Check, explain and render the task manager stack described by stack.yaml.
+#[derive(Debug, Parser)]
+#[command(name = "stackctl", version, about, long_about = None)]
+struct Cli {
+    #[command(flatten)]
+    source: Source,
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Where the settings come from.
+#[derive(Debug, Args)]
+struct Source {
+    /// The stack file.
+    #[arg(
+        long,
+        short = 'c',
+        global = true,
+        default_value = "stack.yaml",
+        env = "STACK_FILE"
+    )]
+    config: String,
+    /// Merge the overlay `environments.<ENV>` of the file.
+    #[arg(long, short = 'e', global = true, env = "STACK_ENV")]
+    env: Option<String>,
+    /// Override one setting, as a dotted key and a value (repeatable; applied last).
+    #[arg(long = "set", short = 's', global = true, value_name = "KEY=VALUE")]
+    sets: Vec<String>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Validate the stack; print every problem with its location. Without --env, the base
+    /// file and every environment are checked.
+    Check,
+    /// Print the JSON Schema of stack.yaml.
+    Schema,
+    /// Print one resolved value, such as `server.port` or `derived.images.server`.
+    Get {
+        /// Dotted key path.
+        key: String,
+    },
+    /// Print the fully resolved configuration (secrets redacted).
+    Config {
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Format::Yaml)]
+        format: Format,
+    },
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum Format {
+    Yaml,
+    Json,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match real_main(cli) {
+        Ok(code) => code,
+        Err(message) => {
+            eprintln!("{message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn loader(source: &Source, env: Option<&str>) -> Loader {
+    Loader::new()
+        .file(&source.config)
+        .environment(env)
+        .env_vars(std::env::vars())
+        .sets(source.sets.iter().cloned())
+}
+
+/// Loads the stack, printing warnings to stderr.
+fn load(source: &Source) -> Result<Loaded, String> {
+    let loaded = loader(source, source.env.as_deref())
+        .load()
+        .map_err(|report| report.to_string())?;
+    for warning in &loaded.warnings {
+        eprintln!("{warning}");
+    }
+    Ok(loaded)
+}
+
+fn real_main(cli: Cli) -> Result<ExitCode, String> {
+    match cli.command {
+        Command::Check => check(&cli.source),
+        Command::Schema => {
+            print!("{}", stack_config::schema_json());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Get { key } => {
+            let loaded = load(&cli.source)?;
+            let resolved = stack_config::resolved(&loaded.stack);
+            let value = stack_config::get(&resolved, &key)
+                .ok_or_else(|| format!("error: no setting `{key}` in the resolved stack"))?;
+            match value {
+                serde_json::Value::String(text) => println!("{text}"),
+                serde_json::Value::Null => println!(),
+                scalar @ (serde_json::Value::Bool(_) | serde_json::Value::Number(_)) => {
+                    println!("{scalar}");
+                }
+                nested => print!("{}", stack_config::to_yaml(nested)),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Config { format } => {
+            let loaded = load(&cli.source)?;
+            let mut resolved = serde_json::to_value(&loaded.stack).expect("a stack serializes");
+            if let serde_json::Value::Object(map) = &mut resolved {
+                // Already applied (or not selected): the result stands on its own.
+                map.remove("environments");
+            }
+            match format {
+                Format::Yaml => print!("{}", stack_config::to_yaml(&resolved)),
+                Format::Json => println!(
+                    "{}",
+                    serde_json::to_string_pretty(&resolved).expect("JSON serializes")
+                ),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// Checks the selected environment, or the base file and every environment.
+fn check(source: &Source) -> Result<ExitCode, String> {
+    let environments: Vec<Option<String>> = match &source.env {
+        Some(env) => vec![Some(env.clone())],
+        None => std::iter::once(None)
+            .chain(loader(source, None).environments().into_iter().map(Some))
+            .collect(),
+    };
+    let mut diagnostics = Vec::new();
+    for env in &environments {
+        match loader(source, env.as_deref()).load() {
+            Ok(loaded) => diagnostics.extend(loaded.warnings),
+            Err(report) => diagnostics.extend(report.diagnostics),
+        }
+    }
+    // The same problem in the base file shows up once per environment: report it once.
+    diagnostics.sort();
+    diagnostics.dedup();
+    let report = Report { diagnostics };
+    let checked = environments
+        .iter()
+        .map(|env| env.as_deref().unwrap_or("base"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    if report.errors().next().is_some() {
+        eprintln!("{report}");
+        return Ok(ExitCode::FAILURE);
+    }
+    for warning in &report.diagnostics {
+        eprintln!("{warning}");
+    }
+    println!("{}: valid ({checked})", source.config);
+    Ok(ExitCode::SUCCESS)
+}
