@@ -62,6 +62,9 @@ pub struct Diagnostic {
     pub message: String,
     /// A hint at the fix.
     pub help: Option<String>,
+    /// Other keys the rule involves. When the key itself was never written (its value is
+    /// the default), the diagnostic points at the first of these that was.
+    pub related: Vec<String>,
 }
 
 impl Diagnostic {
@@ -74,6 +77,7 @@ impl Diagnostic {
             rule,
             message: message.into(),
             help: None,
+            related: Vec::new(),
         }
     }
 
@@ -92,6 +96,12 @@ impl Diagnostic {
     /// Adds a hint at the fix.
     pub fn with_help(mut self, help: impl Into<String>) -> Self {
         self.help = Some(help.into());
+        self
+    }
+
+    /// Names another key the rule involves.
+    pub fn with_related(mut self, path: impl Into<String>) -> Self {
+        self.related.push(path.into());
         self
     }
 

@@ -12,6 +12,7 @@ pub mod diagnostic;
 mod emit;
 mod load;
 pub mod model;
+mod reference;
 mod schema;
 mod source;
 pub mod types;
@@ -21,6 +22,7 @@ pub use diagnostic::{Diagnostic, Origin, Report, Severity};
 pub use emit::{scalar_text, to_yaml};
 pub use load::{ENV_PREFIX, ENV_SEPARATOR, Loaded, Loader};
 pub use model::Stack;
+pub use reference::{REFERENCE_PATH, reference_markdown};
 pub use schema::{SCHEMA_PATH, schema, schema_json};
 pub use validate::validate;
 

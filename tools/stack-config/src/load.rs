@@ -161,7 +161,7 @@ impl Loader {
                 if pruned.iter().any(|path| overlaps(path, &diagnostic.path)) {
                     continue;
                 }
-                let origin = layers.origin_of(&figment, &diagnostic.path, false);
+                let origin = layers.locate(&figment, &diagnostic);
                 diagnostics.push(diagnostic.with_origin(origin));
             }
         }
@@ -514,17 +514,58 @@ impl Provider for Layer {
     }
 }
 
-/// The layers of one load, to trace a value back to where it was written.
+/// The layers of one load, in order of precedence (lowest first), to trace a value back to
+/// where it was written.
 #[derive(Default)]
 struct Layers {
-    sources: BTreeMap<String, LayerSource>,
+    sources: Vec<(String, LayerSource)>,
 }
 
 impl Layers {
     fn add(&mut self, layer: Layer) -> Layer {
         self.sources
-            .insert(layer.name.clone(), layer.source.clone());
+            .push((layer.name.clone(), layer.source.clone()));
         layer
+    }
+
+    fn source(&self, name: &str) -> Option<&LayerSource> {
+        self.sources
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, source)| source)
+    }
+
+    /// Where a semantic diagnostic points: its key if a layer wrote it, else the first
+    /// related key a layer wrote, else the nearest written ancestor of its key.
+    fn locate(&self, figment: &Figment, diagnostic: &Diagnostic) -> Origin {
+        let written = |path: &str| match self.origin_of(figment, path, false) {
+            Origin::Default => None,
+            origin => Some(origin),
+        };
+        let ancestors = std::iter::successors(Some(diagnostic.path.as_str()), |path| {
+            path.rsplit_once('.').map(|(parent, _)| parent)
+        })
+        .skip(1);
+        std::iter::once(diagnostic.path.as_str())
+            .chain(diagnostic.related.iter().map(String::as_str))
+            .find_map(written)
+            .or_else(|| {
+                ancestors
+                    .into_iter()
+                    .find_map(|path| self.written_by_user(path))
+            })
+            .unwrap_or(Origin::Default)
+    }
+
+    /// The position of `path` in the highest layer that wrote exactly that key.
+    fn written_by_user(&self, path: &str) -> Option<Origin> {
+        self.sources
+            .iter()
+            .rev()
+            .find_map(|(_, source)| match source {
+                LayerSource::File { file, prefix } => file.origin_exact(&join(prefix, path)),
+                LayerSource::Named { names, origin } => names.get(path).map(|n| origin(n.clone())),
+            })
     }
 
     /// Where the value at `path` came from: the layer that set it (or the nearest enclosing
@@ -540,7 +581,7 @@ impl Layers {
                 None => break None,
             }
         };
-        let Some(source) = metadata.and_then(|m| self.sources.get(m.name.as_ref())) else {
+        let Some(source) = metadata.and_then(|m| self.source(m.name.as_ref())) else {
             return Origin::Default;
         };
         match source {

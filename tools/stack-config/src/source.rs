@@ -89,6 +89,12 @@ impl SourceFile {
         }
     }
 
+    /// The origin of exactly the key at `path` (pointing at the key), if the file has it.
+    pub(crate) fn origin_exact(&self, path: &str) -> Option<Origin> {
+        let span = self.spans.get(path)?;
+        Some(self.origin_at(span.key.unwrap_or(span.value)))
+    }
+
     fn origin_at(&self, position: Position) -> Origin {
         origin_in(&self.name, &self.lines, position)
     }

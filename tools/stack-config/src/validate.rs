@@ -32,7 +32,8 @@ fn ports(stack: &Stack, out: &mut Vec<Diagnostic>) {
                     server.port
                 ),
             )
-            .with_help("give the metrics endpoint its own port, for example 9090"),
+            .with_help("give the metrics endpoint its own port, for example 9090")
+            .with_related("server.port"),
         );
     }
 }
@@ -47,14 +48,17 @@ fn replicas(stack: &Stack, out: &mut Vec<Diagnostic>) {
         ));
     }
     if scaling.min_replicas > scaling.max_replicas {
-        out.push(Diagnostic::error(
-            "server.autoscaling.max_replicas",
-            "replicas-range",
-            format!(
-                "max_replicas ({}) is less than min_replicas ({})",
-                scaling.max_replicas, scaling.min_replicas
-            ),
-        ));
+        out.push(
+            Diagnostic::error(
+                "server.autoscaling.max_replicas",
+                "replicas-range",
+                format!(
+                    "max_replicas ({}) is less than min_replicas ({})",
+                    scaling.max_replicas, scaling.min_replicas
+                ),
+            )
+            .with_related("server.autoscaling.min_replicas"),
+        );
     }
     if !(1..=100).contains(&scaling.target_cpu_utilization) {
         out.push(Diagnostic::error(
@@ -67,11 +71,14 @@ fn replicas(stack: &Stack, out: &mut Vec<Diagnostic>) {
         ));
     }
     if !scaling.enabled && stack.server.replicas == 0 {
-        out.push(Diagnostic::error(
-            "server.replicas",
-            "replicas-range",
-            "must be at least 1 (got 0): with no server, no task runs",
-        ));
+        out.push(
+            Diagnostic::error(
+                "server.replicas",
+                "replicas-range",
+                "must be at least 1 (got 0): with no server, no task runs",
+            )
+            .with_related("server.autoscaling.enabled"),
+        );
     }
 }
 
@@ -134,19 +141,23 @@ fn durations(stack: &Stack, out: &mut Vec<Diagnostic>) {
                     lease.renew_interval, lease.duration
                 ),
             )
-            .with_help("renew at most every third of the lease duration"),
+            .with_help("renew at most every third of the lease duration")
+            .with_related("server.lease.duration"),
         );
     }
     let retries = &server.retries;
     if retries.backoff_initial > retries.backoff_max {
-        out.push(Diagnostic::error(
-            "server.retries.backoff_max",
-            "backoff-range",
-            format!(
-                "backoff_max ({}) is shorter than backoff_initial ({})",
-                retries.backoff_max, retries.backoff_initial
-            ),
-        ));
+        out.push(
+            Diagnostic::error(
+                "server.retries.backoff_max",
+                "backoff-range",
+                format!(
+                    "backoff_max ({}) is shorter than backoff_initial ({})",
+                    retries.backoff_max, retries.backoff_initial
+                ),
+            )
+            .with_related("server.retries.backoff_initial"),
+        );
     }
     if !(retries.backoff_multiplier >= 1.0 && retries.backoff_multiplier.is_finite()) {
         out.push(Diagnostic::error(
@@ -167,7 +178,8 @@ fn redis(stack: &Stack, out: &mut Vec<Diagnostic>) {
                 "an external Redis needs a host: `redis.mode` is `external` but `redis.host` \
                  is not set",
             )
-            .with_help("set redis.host, or use `mode: managed` to deploy Redis with the stack"),
+            .with_help("set redis.host, or use `mode: managed` to deploy Redis with the stack")
+            .with_related("redis.mode"),
         ),
         (RedisMode::Managed, Some(host)) => out.push(
             Diagnostic::error(
@@ -338,7 +350,8 @@ fn references(stack: &Stack, out: &mut Vec<Diagnostic>) {
                 "component-disabled",
                 format!("{what} needs `{needed}`, which is disabled"),
             )
-            .with_help(format!("enable {needed}, or turn this off")),
+            .with_help(format!("enable {needed}, or turn this off"))
+            .with_related(needed.split(' ').next().unwrap_or(needed)),
         );
     };
     if o.prometheus.enabled && o.prometheus.remote_write_to_mimir && !o.mimir.enabled {

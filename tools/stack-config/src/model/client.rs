@@ -17,6 +17,7 @@ pub struct Client {
     /// What a deployed client does.
     pub mode: ClientMode,
     /// Tasks submitted per second in `demo` mode.
+    #[serde(deserialize_with = "crate::types::float")]
     pub rate: f64,
     /// Settings of `load` mode and of `taskmanager-client load`.
     pub load: LoadSettings,

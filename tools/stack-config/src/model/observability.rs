@@ -304,6 +304,7 @@ pub struct Tracing {
     /// deployed Tempo (requires `tempo.enabled`).
     pub endpoint: Option<String>,
     /// Fraction of traces kept (0-1).
+    #[serde(deserialize_with = "crate::types::float")]
     pub sampling_ratio: f64,
 }
 

@@ -133,8 +133,10 @@ pub struct Retries {
     /// Longest delay between attempts.
     pub backoff_max: Duration,
     /// Factor the delay grows by after each failed attempt (at least 1).
+    #[serde(deserialize_with = "crate::types::float")]
     pub backoff_multiplier: f64,
     /// Random spread of each delay, as a fraction of it (0-1).
+    #[serde(deserialize_with = "crate::types::float")]
     pub jitter: f64,
 }
 
@@ -185,6 +187,7 @@ pub struct Simulation {
     /// How long each task works before it finishes, reporting progress along the way.
     pub duration: Duration,
     /// Fraction of attempts that fail (0-1).
+    #[serde(deserialize_with = "crate::types::float")]
     pub failure_rate: f64,
 }
 

@@ -6,6 +6,7 @@
 //! flag the same mistakes.
 
 mod duration;
+mod float;
 mod host;
 mod image;
 mod name;
@@ -14,6 +15,7 @@ mod quantity;
 mod secret;
 
 pub use duration::Duration;
+pub(crate) use float::float;
 pub use host::Host;
 pub use image::{ImageRepository, ImageTag, Registry};
 pub use name::{DnsLabel, DnsSubdomain, KeyPrefix};

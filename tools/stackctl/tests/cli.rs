@@ -1,0 +1,269 @@
+//! `stackctl` driven through the real binary.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// A scratch directory for one test, removed on drop.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new() -> Self {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let path = std::env::temp_dir().join(format!(
+            "stackctl-test-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::create_dir_all(&path).expect("create scratch dir");
+        Self(path)
+    }
+
+    fn write(&self, name: &str, text: &str) -> &Self {
+        std::fs::write(self.0.join(name), text).expect("write");
+        self
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// Runs `stackctl` in `dir` with `args` and `vars`, isolated from the caller's environment.
+fn run(dir: &Path, args: &[&str], vars: &[(&str, &str)]) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_stackctl"));
+    command.current_dir(dir).args(args);
+    for (name, _) in std::env::vars() {
+        if name.starts_with("TASKMANAGER__") || name.starts_with("STACK_") {
+            command.env_remove(name);
+        }
+    }
+    command.envs(vars.iter().copied());
+    command.output().expect("stackctl runs")
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+#[test]
+fn check_accepts_the_shipped_stack_in_every_environment() {
+    let output = run(&repo(), &["check"], &[]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert_eq!(stdout(&output), "stack.yaml: valid (base, local, prod)\n");
+    assert_eq!(stderr(&output), "");
+
+    let output = run(&repo(), &["check", "--env", "prod"], &[]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert_eq!(stdout(&output), "stack.yaml: valid (prod)\n");
+}
+
+#[test]
+fn check_prints_every_error_located_and_exits_1() {
+    let dir = Scratch::new();
+    dir.write(
+        "stack.yaml",
+        "server:\n  prot: 8080\n  autoscaling:\n    min_replicas: 3\n    max_replicas: 1\nredis:\n  port: 70000\n",
+    );
+    let output = run(&dir.0, &["check"], &[]);
+    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(stdout(&output), "");
+    assert_eq!(
+        stderr(&output),
+        "\
+error[unknown-key]: server.prot: unknown key `prot`
+ --> stack.yaml:2:3
+  |
+2 |   prot: 8080
+  |   ^^^^
+  = help: did you mean `port`?
+
+error[replicas-range]: server.autoscaling.max_replicas: max_replicas (1) is less than min_replicas (3)
+ --> stack.yaml:5:19
+  |
+5 |     max_replicas: 1
+  |                   ^
+
+error[invalid-value]: redis.port: 70000 is not a valid port: use 1-65535
+ --> stack.yaml:7:9
+  |
+7 |   port: 70000
+  |         ^^^^^
+
+3 errors
+"
+    );
+}
+
+#[test]
+fn check_finds_errors_in_every_environment() {
+    let dir = Scratch::new();
+    dir.write(
+        "stack.yaml",
+        "environments:\n  ok: {}\n  bad:\n    server:\n      log: { level: loud }\n",
+    );
+    let output = run(&dir.0, &["check"], &[]);
+    assert_eq!(output.status.code(), Some(1));
+    let errors = stderr(&output);
+    assert!(errors.contains("error[unknown-variant]: server.log.level: unknown value `loud`"));
+    assert!(errors.contains("--> stack.yaml:5:21"), "{errors}");
+    assert!(errors.ends_with("1 error\n"), "{errors}");
+
+    let output = run(&dir.0, &["check", "--env", "ok"], &[]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+}
+
+#[test]
+fn check_reports_bad_overrides_by_variable_and_argument() {
+    let output = run(
+        &repo(),
+        &[
+            "check",
+            "--env",
+            "local",
+            "--set",
+            "server.metrics_port=50051",
+        ],
+        &[("TASKMANAGER__SERVER__WORKERS__CONCURRENCY", "eight")],
+    );
+    assert_eq!(output.status.code(), Some(1));
+    let errors = stderr(&output);
+    assert!(
+        errors.contains(
+            "error[type]: server.workers.concurrency: expected a whole number from 0 to \
+             4294967295, found string \"eight\"\n  --> environment variable \
+             TASKMANAGER__SERVER__WORKERS__CONCURRENCY"
+        ),
+        "{errors}"
+    );
+    assert!(
+        errors.contains("error[port-collision]: server.metrics_port: port 50051 is used twice"),
+        "{errors}"
+    );
+    assert!(
+        errors.contains("--> --set server.metrics_port=50051"),
+        "{errors}"
+    );
+}
+
+#[test]
+fn check_rejects_an_unknown_environment() {
+    let output = run(&repo(), &["check", "--env", "prd"], &[]);
+    assert_eq!(output.status.code(), Some(1));
+    let errors = stderr(&output);
+    assert!(
+        errors.contains("environment `prd` is not defined"),
+        "{errors}"
+    );
+    assert!(errors.contains("help: did you mean `prod`?"), "{errors}");
+}
+
+#[test]
+fn check_warns_about_promtail() {
+    let dir = Scratch::new();
+    dir.write(
+        "stack.yaml",
+        "observability:\n  logs:\n    shipper: promtail\n",
+    );
+    let output = run(&dir.0, &["check"], &[]);
+    assert_eq!(output.status.code(), Some(0));
+    assert!(
+        stderr(&output).starts_with("warning[promtail-eol]"),
+        "{}",
+        stderr(&output)
+    );
+}
+
+#[test]
+fn schema_prints_the_published_schema() {
+    let output = run(&repo(), &["schema"], &[]);
+    assert_eq!(output.status.code(), Some(0));
+    let published = std::fs::read_to_string(repo().join("docs/stack.schema.json")).expect("read");
+    assert_eq!(stdout(&output), published);
+}
+
+#[test]
+fn get_prints_resolved_values() {
+    let get = |args: &[&str], vars: &[(&str, &str)]| {
+        let output = run(&repo(), args, vars);
+        assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+        stdout(&output)
+    };
+    assert_eq!(get(&["get", "server.port"], &[]), "50051\n");
+    assert_eq!(
+        get(&["get", "redis.auth.enabled", "--env", "local"], &[]),
+        "false\n"
+    );
+    assert_eq!(
+        get(&["get", "derived.images.server"], &[]),
+        "localhost:5000/taskmanager-server:0.1.0\n"
+    );
+    assert_eq!(
+        get(
+            &[
+                "get",
+                "derived.images.client",
+                "--set",
+                "images.registry=ghcr.io/acme"
+            ],
+            &[("TASKMANAGER__IMAGES__TAG", "0123")]
+        ),
+        "ghcr.io/acme/taskmanager-client:0123\n"
+    );
+    assert_eq!(
+        get(&["get", "derived.redis.host", "--env", "prod"], &[]),
+        "redis.prod.internal\n"
+    );
+    assert_eq!(
+        get(&["get", "server.autoscaling"], &[]),
+        "enabled: true\nmin_replicas: 2\nmax_replicas: 6\ntarget_cpu_utilization: 70\n"
+    );
+
+    let output = run(&repo(), &["get", "server.prot"], &[]);
+    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(
+        stderr(&output),
+        "error: no setting `server.prot` in the resolved stack\n"
+    );
+}
+
+#[test]
+fn config_prints_the_resolved_stack_without_secrets() {
+    let password = [("TASKMANAGER__REDIS__AUTH__PASSWORD", "s3cr3t-0123")];
+    let output = run(&repo(), &["config", "--env", "prod"], &password);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let yaml = stdout(&output);
+    assert!(!yaml.contains("s3cr3t"));
+    assert!(yaml.contains("    password: \"<redacted>\"\n"), "{yaml}");
+    assert!(yaml.contains("  host: \"redis.prod.internal\"\n"), "{yaml}");
+    assert!(!yaml.contains("environments"));
+
+    // The printed configuration is itself a valid stack that resolves to the same thing.
+    let dir = Scratch::new();
+    dir.write("stack.yaml", &yaml);
+    let again = run(&dir.0, &["config"], &password);
+    assert_eq!(again.status.code(), Some(0), "{}", stderr(&again));
+    assert_eq!(stdout(&again), yaml);
+
+    let output = run(&repo(), &["config", "--format", "json"], &[]);
+    let json: serde_json::Value = serde_json::from_slice(&output.stdout).expect("JSON output");
+    assert_eq!(json["server"]["port"], 50051);
+}
+
+#[test]
+fn a_missing_file_is_reported() {
+    let dir = Scratch::new();
+    let output = run(&dir.0, &["check"], &[]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(stderr(&output).starts_with("error[read]: (document): cannot read stack.yaml"));
+}
