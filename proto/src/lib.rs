@@ -8,6 +8,13 @@ pub mod pb {
     tonic::include_proto!("proto");
 }
 
+/// The original system's API (`proto/original/taskmanager.proto`), unextended: the code an
+/// existing client was generated from. Compatibility tests drive the current server with it.
+pub mod original {
+    #![allow(missing_docs, unreachable_pub, clippy::all, reason = "generated code")]
+    include!(concat!(env!("OUT_DIR"), "/original/proto.rs"));
+}
+
 /// The encoded `FileDescriptorSet` of `taskmanager.proto`, for server reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] =
     include_bytes!(concat!(env!("OUT_DIR"), "/taskmanager_descriptor.bin"));

@@ -5,7 +5,7 @@
 use prost::Message;
 use prost_types::field_descriptor_proto::{Label, Type};
 use prost_types::{DescriptorProto, FileDescriptorProto, FileDescriptorSet};
-use taskmanager_proto::{FILE_DESCRIPTOR_SET, pb};
+use taskmanager_proto::{FILE_DESCRIPTOR_SET, original, pb};
 
 fn file() -> FileDescriptorProto {
     let set = FileDescriptorSet::decode(FILE_DESCRIPTOR_SET).expect("descriptor set decodes");
@@ -126,32 +126,11 @@ fn field_numbers_are_unique_in_every_message() {
     }
 }
 
-/// The original system's messages, as its own generated code declared them.
-mod original {
-    #[derive(Clone, PartialEq, prost::Message)]
-    pub(crate) struct TaskRequest {
-        #[prost(string, tag = "1")]
-        pub(crate) task_description: String,
-        #[prost(int32, tag = "2")]
-        pub(crate) priority: i32,
-        #[prost(int32, tag = "3")]
-        pub(crate) number1: i32,
-        #[prost(int32, tag = "4")]
-        pub(crate) number2: i32,
-    }
-
-    #[derive(Clone, PartialEq, prost::Message)]
-    pub(crate) struct StatusResponse {
-        #[prost(string, tag = "1")]
-        pub(crate) status: String,
-    }
-}
-
 #[test]
 fn an_original_request_decodes_into_the_current_message() {
     let bytes = original::TaskRequest {
         task_description: "add two numbers".into(),
-        priority: 2,
+        priority: original::TaskPriority::High.into(),
         number1: 7,
         number2: -5,
     }
