@@ -2,7 +2,7 @@
 //! violation is returned; the loader locates each one.
 
 use crate::diagnostic::Diagnostic;
-use crate::model::{LogShipper, RedisMode, Resources, Stack};
+use crate::model::{LogShipper, RedisMode, Resources, Stack, StoreKind};
 use crate::types::Duration;
 
 /// Checks every rule and returns the violations (errors and warnings), unlocated.
@@ -69,6 +69,17 @@ fn replicas(stack: &Stack, out: &mut Vec<Diagnostic>) {
                 scaling.target_cpu_utilization
             ),
         ));
+    }
+    if stack.server.store == StoreKind::Memory && (scaling.enabled || stack.server.replicas > 1) {
+        out.push(
+            Diagnostic::error(
+                "server.store",
+                "memory-store-replicas",
+                "the memory store lives in one server process, so replicas would not share tasks",
+            )
+            .with_help("use `store: redis`, or one replica without autoscaling")
+            .with_related("server.replicas"),
+        );
     }
     if !scaling.enabled && stack.server.replicas == 0 {
         out.push(

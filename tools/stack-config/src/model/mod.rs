@@ -25,7 +25,8 @@ pub use observability::{
 pub use redis::{AppendFsync, Persistence, Redis, RedisAuth, RedisMode, SecretRef};
 pub use resources::{ResourceList, Resources};
 pub use server::{
-    Autoscaling, Lease, Limits, LogFormat, LogLevel, Logging, Retries, Server, Simulation, Workers,
+    Autoscaling, Lease, Limits, LogFormat, LogLevel, Logging, Retries, Server, Simulation,
+    StoreKind, Workers,
 };
 
 use crate::types::DnsLabel;

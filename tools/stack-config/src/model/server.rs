@@ -10,6 +10,9 @@ use crate::types::{Duration, Port};
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct Server {
+    /// Where tasks are stored: `redis` (durable, shared by every replica) or `memory`
+    /// (in-process, for a single local server without Redis; nothing survives a restart).
+    pub store: StoreKind,
     /// gRPC port (the API, health and reflection).
     pub port: Port,
     /// Port of the Prometheus `/metrics` endpoint.
@@ -43,6 +46,7 @@ pub struct Server {
 impl Default for Server {
     fn default() -> Self {
         Self {
+            store: StoreKind::Redis,
             port: Port::new(50051).expect("valid default"),
             metrics_port: Port::new(9090).expect("valid default"),
             replicas: 2,
@@ -58,6 +62,16 @@ impl Default for Server {
             log: Logging::default(),
         }
     }
+}
+
+/// Where the server stores tasks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum StoreKind {
+    /// Redis: durable and shared by every replica.
+    Redis,
+    /// In the server process: one replica, nothing survives a restart.
+    Memory,
 }
 
 /// Horizontal pod autoscaling of the server.

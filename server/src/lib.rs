@@ -1,0 +1,179 @@
+//! The TaskManager server: a tonic gRPC API over a durable task store, with workers, leases,
+//! retries and status streams that work across replicas.
+//!
+//! - [`store`]: the store interface, the Redis store (system of record) and the in-memory one.
+//! - [`hub`]: one store subscription per process, fanned out to streams and workers.
+//! - [`worker`]: workers, leases and the handler registry.
+//! - [`api`]: the gRPC service.
+//! - [`serve`]: everything assembled, with graceful shutdown.
+
+pub mod api;
+pub mod hub;
+mod maintenance;
+pub mod settings;
+pub mod store;
+pub mod task;
+pub mod worker;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use stack_config::model::StoreKind;
+use taskmanager_proto::pb::task_manager_server::TaskManagerServer;
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+pub use settings::Settings;
+use store::{MemoryStore, RedisStore, Store};
+use worker::handler::Registry;
+
+/// Why the server stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The gRPC transport failed.
+    #[error("the gRPC server failed: {0}")]
+    Transport(#[from] tonic::transport::Error),
+    /// Reflection could not be set up (a bug: the descriptor set is built in).
+    #[error("cannot set up reflection: {0}")]
+    Reflection(#[from] tonic_reflection::server::Error),
+}
+
+/// Opens the configured store. Redis is retried until it answers or `shutdown` fires
+/// (then `None`).
+pub async fn open_store(
+    settings: &Settings,
+    shutdown: &CancellationToken,
+) -> Option<Arc<dyn Store>> {
+    match settings.store {
+        StoreKind::Memory => Some(Arc::new(MemoryStore::new(settings.retention))),
+        StoreKind::Redis => {
+            let mut backoff = Duration::from_millis(200);
+            loop {
+                match RedisStore::connect(settings.redis.clone()).await {
+                    Ok(store) => return Some(Arc::new(store)),
+                    Err(error) => warn!(%error, "Cannot connect to Redis yet; retrying."),
+                }
+                tokio::select! {
+                    () = tokio::time::sleep(backoff) => {}
+                    () = shutdown.cancelled() => return None,
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}
+
+/// Serves the API on `listener` until `shutdown` fires, then shuts down gracefully: stops
+/// taking work, ends status streams with `UNAVAILABLE` (clients reconnect to another
+/// replica), lets running tasks finish within the grace period, hands the rest back to the
+/// queue, and returns.
+pub async fn serve(
+    settings: Settings,
+    store: Arc<dyn Store>,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> Result<(), ServeError> {
+    let hub = hub::Hub::spawn(store.notices());
+    let registry = Arc::new(Registry::with_default(settings.simulation));
+    let (health, health_service) = tonic_health::server::health_reporter();
+    for service in maintenance::HEALTH_SERVICES {
+        health
+            .set_service_status(service, tonic_health::ServingStatus::NotServing)
+            .await;
+    }
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(taskmanager_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()?;
+
+    let stop = worker::Stop::default();
+    let mut workers = worker::spawn(
+        store.clone(),
+        hub.clone(),
+        registry.clone(),
+        settings.workers.clone(),
+        stop.clone(),
+    );
+    let upkeep_stop = CancellationToken::new();
+    let mut upkeep = maintenance::spawn(
+        store.clone(),
+        settings.reaper_interval,
+        settings.redis.command_timeout,
+        health,
+        upkeep_stop.clone(),
+    );
+
+    let service = api::TaskManagerService::new(
+        store,
+        hub.clone(),
+        registry,
+        settings.limits.clone(),
+        shutdown.clone(),
+    );
+    let grpc = tonic::transport::Server::builder()
+        .add_service(health_service)
+        .add_service(reflection)
+        .add_service(
+            TaskManagerServer::new(service)
+                .max_decoding_message_size(settings.max_message_bytes)
+                .max_encoding_message_size(settings.max_message_bytes),
+        )
+        .serve_with_incoming_shutdown(
+            TcpListenerStream::new(listener),
+            shutdown.clone().cancelled_owned(),
+        );
+    let grpc = tokio::spawn(grpc);
+
+    shutdown.cancelled().await;
+    info!(grace = ?settings.shutdown_grace, "Shutting down: no new tasks will be taken.");
+    stop.claiming.cancel();
+    hub.wake_workers();
+    let drain = async { while workers.join_next().await.is_some() {} };
+    if tokio::time::timeout(settings.shutdown_grace, drain)
+        .await
+        .is_err()
+    {
+        warn!("Grace period over: handing running tasks back to the queue.");
+        stop.running.cancel();
+        while workers.join_next().await.is_some() {}
+    }
+    upkeep_stop.cancel();
+    while upkeep.join_next().await.is_some() {}
+    match tokio::time::timeout(Duration::from_secs(5), grpc).await {
+        Ok(Ok(result)) => result?,
+        Ok(Err(error)) => warn!(%error, "The gRPC server task failed."),
+        Err(_) => warn!("Connections did not close within 5s; exiting anyway."),
+    }
+    info!("Stopped.");
+    Ok(())
+}
+
+/// A server started in the background, for tests and embedding.
+pub struct Running {
+    /// The address it listens on.
+    pub addr: SocketAddr,
+    /// Fire to shut it down gracefully.
+    pub shutdown: CancellationToken,
+    /// Completes when it has stopped.
+    pub handle: tokio::task::JoinHandle<Result<(), ServeError>>,
+}
+
+/// Starts a server on `listen` (port 0 picks a free port) over `store`.
+pub async fn start(
+    settings: Settings,
+    store: Arc<dyn Store>,
+    listen: SocketAddr,
+) -> std::io::Result<Running> {
+    let listener = TcpListener::bind(listen).await?;
+    let addr = listener.local_addr()?;
+    let shutdown = CancellationToken::new();
+    let handle = tokio::spawn(serve(settings, store, listener, shutdown.clone()));
+    Ok(Running {
+        addr,
+        shutdown,
+        handle,
+    })
+}

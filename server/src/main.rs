@@ -1,0 +1,134 @@
+//! `taskmanager-server`: reads its settings from `stack.yaml` and serves the TaskManager API.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::process::ExitCode;
+
+use clap::Parser;
+use stack_config::Loader;
+use stack_config::model::{LogFormat, LogLevel};
+use taskmanager_server::{Settings, open_store, serve};
+use tokio_util::sync::CancellationToken;
+
+/// The TaskManager gRPC server.
+#[derive(Debug, Parser)]
+#[command(name = "taskmanager-server", version, about)]
+struct Args {
+    /// The stack file.
+    #[arg(long, short = 'c', default_value = "stack.yaml", env = "STACK_FILE")]
+    config: String,
+    /// Merge the overlay `environments.<ENV>` of the file.
+    #[arg(long, short = 'e', env = "STACK_ENV")]
+    env: Option<String>,
+    /// Override one setting (repeatable), e.g. `--set server.workers.concurrency=4`.
+    #[arg(long = "set", short = 's', value_name = "KEY=VALUE")]
+    sets: Vec<String>,
+    /// Listen on this address instead of 0.0.0.0:<server.port> (port 0 picks a free one).
+    #[arg(long)]
+    listen: Option<SocketAddr>,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let loaded = match Loader::new()
+        .file(&args.config)
+        .environment(args.env.as_deref())
+        .env_vars(std::env::vars())
+        .sets(args.sets.iter().cloned())
+        .load()
+    {
+        Ok(loaded) => loaded,
+        Err(report) => {
+            eprintln!("{report}");
+            return ExitCode::FAILURE;
+        }
+    };
+    for warning in &loaded.warnings {
+        eprintln!("{warning}");
+    }
+    let mut settings = match Settings::from_stack(&loaded.stack) {
+        Ok(settings) => settings,
+        Err(error) => {
+            eprintln!("error: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if let Some(listen) = args.listen {
+        settings.listen = listen;
+    }
+    init_tracing(settings.log_level, settings.log_format);
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(settings)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!(%error, "The server failed.");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(settings: Settings) -> Result<(), Box<dyn std::error::Error>> {
+    let shutdown = CancellationToken::new();
+    tokio::spawn(signals(shutdown.clone()));
+    let listener = tokio::net::TcpListener::bind(settings.listen)
+        .await
+        .map_err(|error| format!("cannot listen on {}: {error}", settings.listen))?;
+    let addr = listener.local_addr()?;
+    let Some(store) = open_store(&settings, &shutdown).await else {
+        return Ok(());
+    };
+    // One plain line on stdout, for people and for scripts that wait for readiness.
+    println!("taskmanager-server listening on {addr}");
+    std::io::stdout().flush()?;
+    tracing::info!(%addr, store = ?settings.store, "Serving.");
+    serve(settings, store, listener, shutdown).await?;
+    Ok(())
+}
+
+/// Fires `shutdown` on SIGTERM or SIGINT.
+async fn signals(shutdown: CancellationToken) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        tracing::error!("Cannot install signal handlers.");
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    shutdown.cancel();
+}
+
+fn init_tracing(level: LogLevel, format: LogFormat) {
+    use tracing_subscriber::EnvFilter;
+    let level = match level {
+        LogLevel::Trace => "trace",
+        LogLevel::Debug => "debug",
+        LogLevel::Info => "info",
+        LogLevel::Warn => "warn",
+        LogLevel::Error => "error",
+    };
+    // RUST_LOG, when set, refines the configured level.
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new(format!("warn,taskmanager_server={level}")));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .init(),
+        LogFormat::Text => builder.with_ansi(false).init(),
+    }
+}

@@ -1,0 +1,176 @@
+//! The server's settings, derived from the stack.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use stack_config::Stack;
+use stack_config::model::{LogFormat, LogLevel, StoreKind};
+
+use crate::api::ApiLimits;
+use crate::store::RedisOptions;
+use crate::worker::WorkerSettings;
+use crate::worker::handler::Simulation;
+
+/// Everything the server needs, resolved from `stack.yaml`.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// Address the gRPC server binds.
+    pub listen: SocketAddr,
+    /// Which store to use.
+    pub store: StoreKind,
+    /// How to reach Redis (for `store: redis`).
+    pub redis: RedisOptions,
+    /// Workers.
+    pub workers: WorkerSettings,
+    /// Simulated work of the default handler.
+    pub simulation: Simulation,
+    /// Request limits.
+    pub limits: ApiLimits,
+    /// Largest gRPC message, bytes.
+    pub max_message_bytes: usize,
+    /// How often expired leases are looked for.
+    pub reaper_interval: Duration,
+    /// How long terminal tasks are kept.
+    pub retention: Duration,
+    /// How long running tasks may finish on shutdown.
+    pub shutdown_grace: Duration,
+    /// Log level.
+    pub log_level: LogLevel,
+    /// Log format.
+    pub log_format: LogFormat,
+}
+
+/// Why settings could not be derived.
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    /// Redis requires a password that was not given.
+    #[error(
+        "redis.auth.enabled is true but no password was given: set the environment variable \
+         TASKMANAGER__REDIS__AUTH__PASSWORD (or disable redis.auth)"
+    )]
+    MissingPassword,
+}
+
+/// Percent-encodes a URL userinfo component.
+fn encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+impl Settings {
+    /// Derives the settings from a loaded stack.
+    pub fn from_stack(stack: &Stack) -> Result<Self, SettingsError> {
+        let server = &stack.server;
+        let redis = &stack.redis;
+        let host = stack.redis_host();
+        let host = if host.contains(':') {
+            format!("[{host}]")
+        } else {
+            host
+        };
+        let auth = if redis.auth.enabled {
+            let password = redis
+                .auth
+                .password
+                .as_ref()
+                .ok_or(SettingsError::MissingPassword)?;
+            format!(":{}@", encode(password.expose()))
+        } else {
+            String::new()
+        };
+        let url = format!("redis://{auth}{host}:{}/{}", redis.port, redis.db);
+        let usize_of = |n: u32| usize::try_from(n).unwrap_or(usize::MAX);
+        Ok(Self {
+            listen: SocketAddr::from(([0, 0, 0, 0], server.port.get())),
+            store: server.store,
+            redis: RedisOptions {
+                url,
+                prefix: redis.key_prefix.to_string(),
+                retention: server.retention.get(),
+                connect_timeout: redis.connect_timeout.get(),
+                command_timeout: redis.command_timeout.get(),
+            },
+            workers: WorkerSettings {
+                concurrency: server.workers.concurrency,
+                lease: server.lease.duration.get(),
+                renew_interval: server.lease.renew_interval.get(),
+                backoff_initial: server.retries.backoff_initial.get(),
+                backoff_max: server.retries.backoff_max.get(),
+                backoff_multiplier: server.retries.backoff_multiplier,
+                jitter: server.retries.jitter,
+            },
+            simulation: Simulation {
+                duration: server.simulation.duration.get(),
+                failure_rate: server.simulation.failure_rate,
+            },
+            limits: ApiLimits {
+                max_description_bytes: usize_of(server.limits.max_description_bytes),
+                max_payload_bytes: usize_of(server.limits.max_payload_bytes),
+                max_key_bytes: usize_of(server.limits.max_key_bytes),
+                max_batch: usize_of(server.limits.max_batch),
+                default_max_attempts: server.retries.max_attempts,
+            },
+            max_message_bytes: usize_of(server.limits.max_message_bytes),
+            reaper_interval: server.lease.reaper_interval.get(),
+            retention: server.retention.get(),
+            shutdown_grace: server.shutdown_grace.get(),
+            log_level: server.log.level,
+            log_format: server.log.format,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use stack_config::Loader;
+
+    use super::*;
+
+    #[test]
+    fn builds_the_redis_address_without_leaking_the_password() {
+        let stack = Loader::new()
+            .sets([
+                "redis.mode=external",
+                "redis.host=cache.internal",
+                "redis.db=3",
+            ])
+            .env_vars([(
+                "TASKMANAGER__REDIS__AUTH__PASSWORD".to_owned(),
+                "p@ss:w/rd".to_owned(),
+            )])
+            .load()
+            .expect("valid")
+            .stack;
+        let settings = Settings::from_stack(&stack).expect("settings");
+        assert_eq!(
+            settings.redis.url,
+            "redis://:p%40ss%3Aw%2Frd@cache.internal:6379/3"
+        );
+        assert!(!format!("{:?}", settings.redis).contains("p@ss"));
+    }
+
+    #[test]
+    fn a_required_password_must_be_given() {
+        let stack = stack_config::Stack::default();
+        assert!(matches!(
+            Settings::from_stack(&stack),
+            Err(SettingsError::MissingPassword)
+        ));
+        let stack = Loader::new()
+            .sets(["redis.auth.enabled=false"])
+            .load()
+            .expect("valid")
+            .stack;
+        let settings = Settings::from_stack(&stack).expect("settings");
+        assert_eq!(
+            settings.redis.url,
+            "redis://taskmanager-redis.taskmanager.svc:6379/0"
+        );
+    }
+}

@@ -1,0 +1,79 @@
+-- Helpers shared by every script. Each script is one atomic step: a task is always in
+-- exactly one of the pending set, the delayed set, the lease set, or a terminal state.
+--
+-- Keys are built from the prefix passed as ARGV[1], keeping the original names:
+--   <p>task:<id>         hash: the task
+--   <p>task_status:<id>  string: its status ("QUEUED", "IN_PROGRESS", ...)
+--   <p>tasks             sorted set: runnable tasks; score = priority band + FIFO counter
+--   <p>leases            sorted set: running tasks; score = lease expiry (ms)
+--   <p>delayed           sorted set: tasks waiting for a retry or their start; score = due (ms)
+--   <p>dead              sorted set: tasks that failed for good; score = when (ms)
+--   <p>task_events:<id>  list: the task's status events, in sequence order
+--   <p>idem:<key>        string: the task id accepted with an idempotency key
+--   <p>enqueued          counter for FIFO order
+--   <p>events            pub/sub channel: status events and control notices
+-- (Standalone Redis only: keys are derived inside the scripts.)
+
+local P = ARGV[1]
+
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+local function task_key(id) return P .. 'task:' .. id end
+
+-- Puts a task in the pending set: higher priority first, then first in, first out.
+-- A band of 2^40 per priority keeps every score an exact integer in a double.
+local function enqueue(id, priority, front)
+  local band = (2 - tonumber(priority)) * 1099511627776
+  local n = 0
+  if not front then n = redis.call('INCR', P .. 'enqueued') end
+  redis.call('ZADD', P .. 'tasks', band + n, id)
+end
+
+-- Records the task's current state as its next event: bumps its sequence number, updates the
+-- original status key, appends to its history and publishes it.
+local function emit(id)
+  local key = task_key(id)
+  local seq = redis.call('HINCRBY', key, 'seq', 1)
+  local h = redis.call('HMGET', key, 'state', 'progress', 'attempt', 'max_attempts', 'result',
+    'error', 'updated_ms')
+  local event = cjson.encode({
+    id = id, seq = seq, state = h[1], progress = tonumber(h[2]), attempt = tonumber(h[3]),
+    max_attempts = tonumber(h[4]), result = h[5] or '', error = h[6] or '',
+    ts = tonumber(h[7]),
+  })
+  redis.call('SET', P .. 'task_status:' .. id, h[1])
+  redis.call('RPUSH', P .. 'task_events:' .. id, event)
+  redis.call('PUBLISH', P .. 'events', event)
+  return seq
+end
+
+-- A terminal task expires, with everything that belongs to it, after the retention.
+local function expire_terminal(id, retention_ms)
+  local key = task_key(id)
+  local idem = redis.call('HGET', key, 'idem')
+  redis.call('PEXPIRE', key, retention_ms)
+  redis.call('PEXPIRE', P .. 'task_status:' .. id, retention_ms)
+  redis.call('PEXPIRE', P .. 'task_events:' .. id, retention_ms)
+  if idem and idem ~= '' then redis.call('PEXPIRE', P .. 'idem:' .. idem, retention_ms) end
+end
+
+-- Moves a task to a terminal state.
+local function finish(id, state, fields, retention_ms, now)
+  local key = task_key(id)
+  redis.call('HSET', key, 'state', state, 'token', '', 'updated_ms', now, unpack(fields))
+  redis.call('ZREM', P .. 'leases', id)
+  redis.call('ZREM', P .. 'tasks', id)
+  redis.call('ZREM', P .. 'delayed', id)
+  if state == 'FAILED' then redis.call('ZADD', P .. 'dead', now, id) end
+  emit(id)
+  expire_terminal(id, retention_ms)
+end
+
+-- True when `token` still holds the lease of the running task `id`.
+local function holds(id, token)
+  local h = redis.call('HMGET', task_key(id), 'state', 'token')
+  return h[1] == 'IN_PROGRESS' and h[2] == token and token ~= ''
+end

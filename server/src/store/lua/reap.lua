@@ -1,0 +1,25 @@
+-- ARGV: prefix, limit, retention_ms. Takes back the tasks whose lease ran out (their worker
+-- died or hung): each goes back to the pending set, or fails for good after its last attempt,
+-- or ends CANCELLED if a cancellation was pending. Returns the number of tasks taken back.
+local limit, retention_ms = tonumber(ARGV[2]), tonumber(ARGV[3])
+local now = now_ms()
+local expired = redis.call('ZRANGEBYSCORE', P .. 'leases', '-inf', now, 'LIMIT', 0, limit)
+for _, id in ipairs(expired) do
+  local key = task_key(id)
+  local h = redis.call('HMGET', key, 'attempt', 'max_attempts', 'priority', 'cancel', 'error')
+  redis.call('ZREM', P .. 'leases', id)
+  if not h[1] then
+    -- The task is gone; only its lease was left.
+  elseif h[4] == '1' then
+    finish(id, 'CANCELLED', { 'error', h[5] }, retention_ms, now)
+  elseif tonumber(h[1]) >= tonumber(h[2]) then
+    finish(id, 'FAILED', { 'error', 'lease expired on the last attempt (worker lost)' },
+      retention_ms, now)
+  else
+    redis.call('HSET', key, 'state', 'QUEUED', 'token', '', 'progress', 0,
+      'error', 'lease expired (worker lost)', 'updated_ms', now)
+    enqueue(id, h[3], false)
+    emit(id)
+  end
+end
+return #expired

@@ -1,0 +1,148 @@
+//! Where tasks live. [`RedisStore`] is the system of record; [`MemoryStore`] implements the
+//! same interface in-process for zero-setup local runs. One conformance suite
+//! (`tests/conformance.rs`) runs against both.
+//!
+//! Every method that changes a task is one atomic step, so a task is always in exactly one
+//! place: pending, delayed, leased, or terminal.
+
+mod memory;
+mod redis;
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tokio::sync::broadcast;
+
+pub use self::memory::MemoryStore;
+pub use self::redis::{RedisOptions, RedisStore};
+use crate::task::{NewTask, Notice, Submitted, TaskEvent, TaskRecord, TaskState};
+
+/// Why a store operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The backing store cannot be reached (or did not answer in time). Retry later.
+    #[error("the task store is unavailable: {0}")]
+    Unavailable(String),
+    /// The store answered something this version does not understand: a bug.
+    #[error("the task store answered unexpectedly: {0}")]
+    Corrupt(String),
+}
+
+/// Store results.
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// A task leased to a worker.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Claim {
+    /// The task, as it is now (state `IN_PROGRESS`, attempt counted).
+    pub task: TaskRecord,
+    /// Proof of the lease: only this token can renew it or finish the attempt.
+    pub token: String,
+}
+
+/// What renewing a lease found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Renewal {
+    /// Renewed.
+    Renewed,
+    /// Renewed, and the task's cancellation was requested: stop the handler.
+    CancelRequested,
+    /// The lease is gone (it expired and the task was taken back): stop, and report nothing.
+    Lost,
+}
+
+/// What finishing an attempt did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Finish {
+    /// Recorded; the task is terminal (or, after `release`, back in the queue).
+    Done,
+    /// The attempt failed and the task will be retried.
+    Retrying,
+    /// The token no longer holds the lease: the report was rejected.
+    Stale,
+}
+
+/// What a cancellation did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CancelOutcome {
+    /// The task was waiting and is now cancelled.
+    Cancelled,
+    /// The task is running; its worker was told to stop.
+    Requested,
+    /// The task had already ended in this state.
+    AlreadyFinished(TaskState),
+    /// No such task.
+    NotFound,
+}
+
+/// When a failed attempt is tried again.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RetryPlan {
+    /// Delay before the next attempt, when there is one.
+    pub delay: Duration,
+    /// The failure is permanent: no further attempt, whatever is left.
+    pub permanent: bool,
+}
+
+/// What promoting delayed tasks did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Promotion {
+    /// Tasks moved to the queue.
+    pub moved: usize,
+    /// Time until the next delayed task is due, if any is waiting.
+    pub next_due: Option<Duration>,
+}
+
+/// A task store. See the module documentation.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Accepts tasks, all together: each is stored and queued (or delayed), or, when its
+    /// idempotency key was seen before, answered with the earlier task's id.
+    async fn submit(&self, tasks: Vec<NewTask>) -> Result<Vec<Submitted>>;
+
+    /// The task, if it exists (and has not expired).
+    async fn get(&self, id: &str) -> Result<Option<TaskRecord>>;
+
+    /// The task's events with a sequence number above `after`, in order.
+    async fn events_after(&self, id: &str, after: u64) -> Result<Vec<TaskEvent>>;
+
+    /// Leases the first runnable task (highest priority, then oldest) to a new token.
+    async fn claim(&self, lease: Duration) -> Result<Option<Claim>>;
+
+    /// Extends a lease.
+    async fn renew(&self, id: &str, token: &str, lease: Duration) -> Result<Renewal>;
+
+    /// Records progress of a running attempt; false when the lease is lost.
+    async fn progress(&self, id: &str, token: &str, percent: u32) -> Result<bool>;
+
+    /// Completes a running attempt.
+    async fn complete(&self, id: &str, token: &str, result: &str) -> Result<Finish>;
+
+    /// Fails a running attempt: retried after `plan.delay`, or failed for good on its last
+    /// attempt (or when `plan.permanent`).
+    async fn fail(&self, id: &str, token: &str, error: &str, plan: RetryPlan) -> Result<Finish>;
+
+    /// Ends a running task whose handler stopped for a cancellation.
+    async fn finish_cancelled(&self, id: &str, token: &str, reason: &str) -> Result<Finish>;
+
+    /// Hands a running task back to the front of the queue without spending an attempt.
+    async fn release(&self, id: &str, token: &str) -> Result<Finish>;
+
+    /// Cancels a task.
+    async fn cancel(&self, id: &str, reason: &str) -> Result<CancelOutcome>;
+
+    /// Takes back up to `limit` tasks whose lease expired; returns how many.
+    async fn reap_expired(&self, limit: usize) -> Result<usize>;
+
+    /// Moves up to `limit` due delayed tasks to the queue.
+    async fn promote_due(&self, limit: usize) -> Result<Promotion>;
+
+    /// Forgets dead tasks older than the retention; returns how many.
+    async fn trim_dead(&self) -> Result<usize>;
+
+    /// Checks that the store answers.
+    async fn ping(&self) -> Result<()>;
+
+    /// Notices from every server process sharing the store.
+    fn notices(&self) -> broadcast::Receiver<Notice>;
+}

@@ -1,0 +1,300 @@
+//! Workers: claim a task, hold its lease while the handler runs, report the outcome.
+//!
+//! An idle worker waits for a wake-up from the hub (a task was queued anywhere in the
+//! cluster), not on a timer; a slow timer only guards against a lost wake-up.
+
+pub mod handler;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rand::Rng;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use crate::hub::Hub;
+use crate::store::{Claim, Finish, Renewal, RetryPlan, Store, StoreError};
+use handler::{HandlerError, Registry, TaskContext};
+
+/// How workers behave.
+#[derive(Clone, Debug)]
+pub struct WorkerSettings {
+    /// Workers in this process.
+    pub concurrency: u32,
+    /// Lease length.
+    pub lease: Duration,
+    /// Lease renewal period.
+    pub renew_interval: Duration,
+    /// Delay before the second attempt.
+    pub backoff_initial: Duration,
+    /// Longest delay between attempts.
+    pub backoff_max: Duration,
+    /// Growth of the delay per attempt.
+    pub backoff_multiplier: f64,
+    /// Random spread of the delay, as a fraction.
+    pub jitter: f64,
+}
+
+impl WorkerSettings {
+    /// The delay before the attempt after `attempt` (1-based), with jitter.
+    pub fn backoff(&self, attempt: u32) -> Duration {
+        let exponent = i32::try_from(attempt.saturating_sub(1)).unwrap_or(i32::MAX);
+        let base = self.backoff_initial.as_secs_f64() * self.backoff_multiplier.powi(exponent);
+        let capped = base.min(self.backoff_max.as_secs_f64());
+        let spread = if self.jitter > 0.0 {
+            rand::rng().random_range(-self.jitter..=self.jitter)
+        } else {
+            0.0
+        };
+        Duration::from_secs_f64((capped * (1.0 + spread)).max(0.0))
+    }
+}
+
+/// Signals that stop the workers.
+#[derive(Clone, Default)]
+pub struct Stop {
+    /// Stop claiming new tasks.
+    pub claiming: CancellationToken,
+    /// Stop running handlers now and hand their tasks back to the queue.
+    pub running: CancellationToken,
+}
+
+/// Starts `settings.concurrency` workers; the set completes when they have all stopped.
+pub fn spawn(
+    store: Arc<dyn Store>,
+    hub: Hub,
+    registry: Arc<Registry>,
+    settings: WorkerSettings,
+    stop: Stop,
+) -> JoinSet<()> {
+    let mut workers = JoinSet::new();
+    for index in 0..settings.concurrency {
+        let worker = Worker {
+            index,
+            store: store.clone(),
+            hub: hub.clone(),
+            registry: registry.clone(),
+            settings: settings.clone(),
+            stop: stop.clone(),
+        };
+        workers.spawn(worker.run());
+    }
+    workers
+}
+
+struct Worker {
+    index: u32,
+    store: Arc<dyn Store>,
+    hub: Hub,
+    registry: Arc<Registry>,
+    settings: WorkerSettings,
+    stop: Stop,
+}
+
+/// How a run ended, as the worker saw it.
+enum Ending {
+    Finished(Result<String, HandlerError>),
+    LeaseLost,
+    Cancelled,
+    ShuttingDown,
+}
+
+impl Worker {
+    async fn run(self) {
+        let mut backoff = Duration::from_millis(50);
+        while !self.stop.claiming.is_cancelled() {
+            let wake = self.hub.work_available();
+            tokio::pin!(wake);
+            wake.as_mut().enable();
+            match self.store.claim(self.settings.lease).await {
+                Ok(Some(claim)) => {
+                    backoff = Duration::from_millis(50);
+                    self.execute(claim).await;
+                }
+                Ok(None) => {
+                    tokio::select! {
+                        () = &mut wake => {}
+                        () = tokio::time::sleep(Duration::from_secs(2)) => {}
+                        () = self.stop.claiming.cancelled() => {}
+                    }
+                }
+                Err(error) => {
+                    debug!(%error, worker = self.index, "Cannot claim a task; retrying.");
+                    tokio::select! {
+                        () = tokio::time::sleep(backoff) => {}
+                        () = self.stop.claiming.cancelled() => {}
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(2));
+                }
+            }
+        }
+    }
+
+    async fn execute(&self, claim: Claim) {
+        let Claim { task, token } = claim;
+        let task_id = task.id.clone();
+        let attempt = task.attempt;
+        let Some(handler) = self.registry.get(&task.kind) else {
+            let error = format!("no handler for task kind {:?}", task.kind);
+            let plan = RetryPlan {
+                delay: Duration::ZERO,
+                permanent: true,
+            };
+            self.report(&task_id, || self.store.fail(&task_id, &token, &error, plan))
+                .await;
+            return;
+        };
+        debug!(task_id, attempt, worker = self.index, "Running task.");
+        let cancel = CancellationToken::new();
+        let _running = self.hub.running(&task_id, cancel.clone());
+        let context = TaskContext::new(task, self.store.clone(), token.clone(), cancel.clone());
+        let run = handler.run(&context);
+        tokio::pin!(run);
+        let mut renew = tokio::time::interval(self.settings.renew_interval);
+        renew.tick().await;
+        // Why the handler was asked to stop, if it was.
+        let mut stopping: Option<Ending> = None;
+        let result = loop {
+            tokio::select! {
+                result = &mut run => break result,
+                _ = renew.tick() => {
+                    match self.store.renew(&task_id, &token, self.settings.lease).await {
+                        Ok(Renewal::Renewed) => {}
+                        Ok(Renewal::CancelRequested) => {
+                            stopping.get_or_insert(Ending::Cancelled);
+                            cancel.cancel();
+                        }
+                        Ok(Renewal::Lost) => {
+                            stopping = Some(Ending::LeaseLost);
+                            cancel.cancel();
+                        }
+                        Err(error) => warn!(%error, task_id, "Cannot renew the lease; will retry."),
+                    }
+                }
+                () = cancel.cancelled(), if stopping.is_none() => {
+                    // A cancellation notice from the hub.
+                    stopping = Some(Ending::Cancelled);
+                }
+                () = self.stop.running.cancelled(), if stopping.is_none() => {
+                    stopping = Some(Ending::ShuttingDown);
+                    cancel.cancel();
+                }
+            }
+        };
+        let ending = match (stopping, result) {
+            (Some(Ending::LeaseLost), _) => Ending::LeaseLost,
+            (Some(reason), Err(HandlerError::Cancelled)) => reason,
+            (_, result) => Ending::Finished(result),
+        };
+        match ending {
+            Ending::LeaseLost => {
+                warn!(
+                    task_id,
+                    attempt, "Lease lost while running; the task was taken back."
+                );
+            }
+            Ending::ShuttingDown => {
+                info!(
+                    task_id,
+                    "Shutting down: handing the task back to the queue."
+                );
+                self.report(&task_id, || self.store.release(&task_id, &token))
+                    .await;
+            }
+            Ending::Cancelled | Ending::Finished(Err(HandlerError::Cancelled)) => {
+                let reason = "cancelled while running";
+                self.report(&task_id, || {
+                    self.store.finish_cancelled(&task_id, &token, reason)
+                })
+                .await;
+            }
+            Ending::Finished(Ok(result)) => {
+                self.report(&task_id, || self.store.complete(&task_id, &token, &result))
+                    .await;
+            }
+            Ending::Finished(Err(HandlerError::Failed(error))) => {
+                let plan = RetryPlan {
+                    delay: self.settings.backoff(attempt),
+                    permanent: false,
+                };
+                self.report(&task_id, || self.store.fail(&task_id, &token, &error, plan))
+                    .await;
+            }
+            Ending::Finished(Err(HandlerError::Permanent(error))) => {
+                let plan = RetryPlan {
+                    delay: Duration::ZERO,
+                    permanent: true,
+                };
+                self.report(&task_id, || self.store.fail(&task_id, &token, &error, plan))
+                    .await;
+            }
+        }
+    }
+
+    /// Reports an outcome, retrying while the store is unavailable for up to one lease:
+    /// past that, the lease has expired and the reaper takes the task back anyway.
+    async fn report<F, Fut>(&self, task_id: &str, mut call: F)
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<Finish, StoreError>>,
+    {
+        let deadline = tokio::time::Instant::now() + self.settings.lease;
+        let mut backoff = Duration::from_millis(50);
+        loop {
+            match call().await {
+                Ok(Finish::Stale) => {
+                    warn!(
+                        task_id,
+                        "Outcome rejected: this worker no longer holds the lease."
+                    );
+                    return;
+                }
+                Ok(_) => return,
+                Err(error) if tokio::time::Instant::now() + backoff < deadline => {
+                    debug!(%error, task_id, "Cannot record the outcome yet; retrying.");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(1));
+                }
+                Err(error) => {
+                    warn!(%error, task_id, "Gave up recording the outcome; the lease will expire \
+                          and the task will be retried.");
+                    return;
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(jitter: f64) -> WorkerSettings {
+        WorkerSettings {
+            concurrency: 1,
+            lease: Duration::from_secs(30),
+            renew_interval: Duration::from_secs(10),
+            backoff_initial: Duration::from_secs(1),
+            backoff_max: Duration::from_secs(10),
+            backoff_multiplier: 2.0,
+            jitter,
+        }
+    }
+
+    #[test]
+    fn backoff_grows_exponentially_up_to_the_cap() {
+        let settings = settings(0.0);
+        let delays: Vec<u64> = (1..=6).map(|a| settings.backoff(a).as_secs()).collect();
+        assert_eq!(delays, vec![1, 2, 4, 8, 10, 10]);
+    }
+
+    #[test]
+    fn jitter_stays_within_its_fraction() {
+        let settings = settings(0.2);
+        for _ in 0..1000 {
+            let delay = settings.backoff(3).as_secs_f64();
+            assert!((3.2..=4.8).contains(&delay), "{delay}");
+        }
+    }
+}

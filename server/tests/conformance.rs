@@ -1,0 +1,583 @@
+//! One suite, two stores: every test runs against the in-memory store and against a real
+//! `redis-server` started for it.
+
+mod support;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use taskmanager_server::store::{
+    CancelOutcome, Finish, MemoryStore, RedisOptions, RedisStore, Renewal, RetryPlan, Store,
+};
+use taskmanager_server::task::{NewTask, Notice, TaskState};
+
+/// A store under test, with whatever keeps it alive.
+struct Subject {
+    store: Arc<dyn Store>,
+    _redis: Option<support::Redis>,
+}
+
+async fn memory(retention: Duration) -> Subject {
+    Subject {
+        store: Arc::new(MemoryStore::new(retention)),
+        _redis: None,
+    }
+}
+
+async fn redis(retention: Duration) -> Subject {
+    let redis = support::Redis::start();
+    let store = RedisStore::connect(RedisOptions {
+        url: redis.url(),
+        prefix: "test:".into(),
+        retention,
+        connect_timeout: Duration::from_secs(2),
+        command_timeout: Duration::from_secs(2),
+    })
+    .await
+    .expect("connect to the test redis");
+    Subject {
+        store: Arc::new(store),
+        _redis: Some(redis),
+    }
+}
+
+fn task(name: &str, priority: u8) -> NewTask {
+    NewTask {
+        id: format!("{name}-{}", uuid::Uuid::new_v4()),
+        description: name.to_owned(),
+        priority,
+        number1: 6,
+        number2: 7,
+        kind: "default".into(),
+        payload: vec![0, 159, 255],
+        idempotency_key: None,
+        max_attempts: 3,
+        delay: Duration::ZERO,
+    }
+}
+
+const LEASE: Duration = Duration::from_secs(30);
+const NOW: RetryPlan = RetryPlan {
+    delay: Duration::ZERO,
+    permanent: false,
+};
+
+async fn submit(store: &dyn Store, task: NewTask) -> String {
+    store.submit(vec![task]).await.expect("submit").remove(0).id
+}
+
+async fn priority_then_fifo(subject: Subject) {
+    let store = subject.store.as_ref();
+    let mut expected = Vec::new();
+    let low1 = submit(store, task("low-1", 0)).await;
+    let high1 = submit(store, task("high-1", 2)).await;
+    let medium1 = submit(store, task("medium-1", 1)).await;
+    let high2 = submit(store, task("high-2", 2)).await;
+    let low2 = submit(store, task("low-2", 0)).await;
+    expected.extend([high1, high2, medium1, low1, low2]);
+    let mut order = Vec::new();
+    while let Some(claim) = store.claim(LEASE).await.expect("claim") {
+        assert_eq!(claim.task.state, TaskState::InProgress);
+        assert_eq!(claim.task.attempt, 1);
+        assert_eq!(claim.task.payload, vec![0, 159, 255]);
+        order.push(claim.task.id);
+    }
+    assert_eq!(order, expected);
+}
+
+async fn retries_then_dead_set(subject: Subject) {
+    let store = subject.store.as_ref();
+    let id = submit(
+        store,
+        NewTask {
+            max_attempts: 2,
+            ..task("flaky", 1)
+        },
+    )
+    .await;
+    let first = store.claim(LEASE).await.expect("claim").expect("a task");
+    assert_eq!(
+        store
+            .fail(&id, &first.token, "boom 1", NOW)
+            .await
+            .expect("fail"),
+        Finish::Retrying
+    );
+    let queued = store.get(&id).await.expect("get").expect("exists");
+    assert_eq!(
+        (queued.state, queued.attempt, queued.error.as_str()),
+        (TaskState::Queued, 1, "boom 1")
+    );
+
+    let second = store.claim(LEASE).await.expect("claim").expect("retried");
+    assert_eq!(second.task.attempt, 2);
+    assert_eq!(
+        store
+            .fail(&id, &second.token, "boom 2", NOW)
+            .await
+            .expect("fail"),
+        Finish::Done
+    );
+    let dead = store.get(&id).await.expect("get").expect("exists");
+    assert_eq!(
+        (dead.state, dead.attempt, dead.error.as_str()),
+        (TaskState::Failed, 2, "boom 2")
+    );
+    assert!(store.claim(LEASE).await.expect("claim").is_none());
+
+    let states: Vec<(u64, TaskState)> = store
+        .events_after(&id, 0)
+        .await
+        .expect("events")
+        .iter()
+        .map(|e| (e.seq, e.state))
+        .collect();
+    assert_eq!(
+        states,
+        vec![
+            (1, TaskState::Queued),
+            (2, TaskState::InProgress),
+            (3, TaskState::Queued),
+            (4, TaskState::InProgress),
+            (5, TaskState::Failed),
+        ]
+    );
+}
+
+async fn a_permanent_failure_skips_remaining_attempts(subject: Subject) {
+    let store = subject.store.as_ref();
+    let id = submit(store, task("doomed", 1)).await;
+    let claim = store.claim(LEASE).await.expect("claim").expect("a task");
+    let plan = RetryPlan {
+        delay: Duration::ZERO,
+        permanent: true,
+    };
+    assert_eq!(
+        store
+            .fail(&id, &claim.token, "bad input", plan)
+            .await
+            .expect("fail"),
+        Finish::Done
+    );
+    let task = store.get(&id).await.expect("get").expect("exists");
+    assert_eq!((task.state, task.attempt), (TaskState::Failed, 1));
+}
+
+async fn a_retry_waits_for_its_backoff(subject: Subject) {
+    let store = subject.store.as_ref();
+    let id = submit(store, task("later", 1)).await;
+    let claim = store.claim(LEASE).await.expect("claim").expect("a task");
+    let plan = RetryPlan {
+        delay: Duration::from_millis(300),
+        permanent: false,
+    };
+    assert_eq!(
+        store
+            .fail(&id, &claim.token, "busy", plan)
+            .await
+            .expect("fail"),
+        Finish::Retrying
+    );
+    assert!(
+        store.claim(LEASE).await.expect("claim").is_none(),
+        "not runnable before its delay"
+    );
+    let promotion = store.promote_due(100).await.expect("promote");
+    assert_eq!(promotion.moved, 0);
+    assert!(
+        promotion
+            .next_due
+            .is_some_and(|due| due <= Duration::from_millis(300))
+    );
+    tokio::time::sleep(Duration::from_millis(350)).await;
+    assert_eq!(store.promote_due(100).await.expect("promote").moved, 1);
+    let retried = store
+        .claim(LEASE)
+        .await
+        .expect("claim")
+        .expect("runnable after its delay");
+    assert_eq!((retried.task.id, retried.task.attempt), (id, 2));
+}
+
+async fn a_delayed_submission_starts_later(subject: Subject) {
+    let store = subject.store.as_ref();
+    let id = submit(
+        store,
+        NewTask {
+            delay: Duration::from_millis(200),
+            ..task("scheduled", 2)
+        },
+    )
+    .await;
+    assert_eq!(
+        store.get(&id).await.expect("get").expect("exists").state,
+        TaskState::Queued
+    );
+    assert!(store.claim(LEASE).await.expect("claim").is_none());
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    assert_eq!(store.promote_due(100).await.expect("promote").moved, 1);
+    assert!(store.claim(LEASE).await.expect("claim").is_some());
+}
+
+async fn idempotency_keys_deduplicate(subject: Subject) {
+    let store = subject.store.as_ref();
+    let keyed = |name: &str| NewTask {
+        idempotency_key: Some("order-42".into()),
+        ..task(name, 1)
+    };
+    let first = store
+        .submit(vec![keyed("a")])
+        .await
+        .expect("submit")
+        .remove(0);
+    assert!(!first.deduplicated);
+    let again = store
+        .submit(vec![keyed("b"), keyed("c"), task("d", 1)])
+        .await
+        .expect("submit");
+    assert_eq!(again[0].id, first.id);
+    assert_eq!(again[1].id, first.id);
+    assert!(again[0].deduplicated && again[1].deduplicated && !again[2].deduplicated);
+    // Only two tasks exist: the first keyed one and "d".
+    let mut claimed = 0;
+    while store.claim(LEASE).await.expect("claim").is_some() {
+        claimed += 1;
+    }
+    assert_eq!(claimed, 2);
+}
+
+async fn cancelling_a_queued_task(subject: Subject) {
+    let store = subject.store.as_ref();
+    let id = submit(store, task("unwanted", 1)).await;
+    assert_eq!(
+        store.cancel(&id, "not needed").await.expect("cancel"),
+        CancelOutcome::Cancelled
+    );
+    assert!(store.claim(LEASE).await.expect("claim").is_none());
+    let task = store.get(&id).await.expect("get").expect("exists");
+    assert_eq!(
+        (task.state, task.error.as_str()),
+        (TaskState::Cancelled, "not needed")
+    );
+    assert_eq!(
+        store.cancel(&id, "again").await.expect("cancel"),
+        CancelOutcome::AlreadyFinished(TaskState::Cancelled)
+    );
+    assert_eq!(
+        store.cancel("no-such-task", "x").await.expect("cancel"),
+        CancelOutcome::NotFound
+    );
+}
+
+async fn cancelling_a_running_task(subject: Subject) {
+    let store = subject.store.as_ref();
+    let mut notices = store.notices();
+    let id = submit(store, task("long", 1)).await;
+    let claim = store.claim(LEASE).await.expect("claim").expect("a task");
+    assert_eq!(
+        store.cancel(&id, "stop it").await.expect("cancel"),
+        CancelOutcome::Requested
+    );
+    let notice = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            match notices.recv().await {
+                Ok(Notice::Cancel(cancelled)) => return cancelled,
+                Ok(_) => continue,
+                Err(error) => panic!("notices closed: {error}"),
+            }
+        }
+    })
+    .await
+    .expect("a cancel notice");
+    assert_eq!(notice, id);
+    assert_eq!(
+        store.renew(&id, &claim.token, LEASE).await.expect("renew"),
+        Renewal::CancelRequested
+    );
+    assert_eq!(
+        store
+            .finish_cancelled(&id, &claim.token, "stop it")
+            .await
+            .expect("finish"),
+        Finish::Done
+    );
+    assert_eq!(
+        store.get(&id).await.expect("get").expect("exists").state,
+        TaskState::Cancelled
+    );
+}
+
+async fn terminal_tasks_expire_after_the_retention(subject: Subject) {
+    let store = subject.store.as_ref();
+    let keyed = NewTask {
+        idempotency_key: Some("once".into()),
+        ..task("short-lived", 1)
+    };
+    let id = submit(store, keyed.clone()).await;
+    let pending = submit(store, task("still-pending", 0)).await;
+    let claim = store.claim(LEASE).await.expect("claim").expect("a task");
+    assert_eq!(claim.task.id, id);
+    store
+        .complete(&id, &claim.token, "42")
+        .await
+        .expect("complete");
+    assert_eq!(
+        store.get(&id).await.expect("get").expect("kept").result,
+        "42"
+    );
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    store.trim_dead().await.expect("trim");
+    assert!(
+        store.get(&id).await.expect("get").is_none(),
+        "expired after the retention"
+    );
+    assert!(store.events_after(&id, 0).await.expect("events").is_empty());
+    assert!(
+        store.get(&pending).await.expect("get").is_some(),
+        "pending tasks never expire"
+    );
+    // The idempotency key expired with its task.
+    let again = store
+        .submit(vec![NewTask {
+            id: "fresh".into(),
+            ..keyed
+        }])
+        .await
+        .expect("submit");
+    assert_eq!(
+        (again[0].id.as_str(), again[0].deduplicated),
+        ("fresh", false)
+    );
+}
+
+async fn expired_leases_are_reaped(subject: Subject) {
+    let store = subject.store.as_ref();
+    let short = Duration::from_millis(150);
+    let retried = submit(
+        store,
+        NewTask {
+            max_attempts: 2,
+            ..task("orphan", 2)
+        },
+    )
+    .await;
+    let last_try = submit(
+        store,
+        NewTask {
+            max_attempts: 1,
+            ..task("last-try", 1)
+        },
+    )
+    .await;
+    let first = store.claim(short).await.expect("claim").expect("a task");
+    let second = store.claim(short).await.expect("claim").expect("a task");
+    assert_eq!(
+        (first.task.id.as_str(), second.task.id.as_str()),
+        (retried.as_str(), last_try.as_str())
+    );
+    assert_eq!(
+        store.reap_expired(100).await.expect("reap"),
+        0,
+        "leases still valid"
+    );
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    assert_eq!(store.reap_expired(100).await.expect("reap"), 2);
+
+    let back = store.get(&retried).await.expect("get").expect("exists");
+    assert_eq!(back.state, TaskState::Queued);
+    assert!(back.error.contains("lease expired"), "{}", back.error);
+    let dead = store.get(&last_try).await.expect("get").expect("exists");
+    assert_eq!(dead.state, TaskState::Failed);
+    assert!(dead.error.contains("last attempt"), "{}", dead.error);
+
+    // A renewal by the worker that lost its lease fails; the task runs again elsewhere.
+    assert_eq!(
+        store
+            .renew(&retried, &first.token, LEASE)
+            .await
+            .expect("renew"),
+        Renewal::Lost
+    );
+    let again = store.claim(LEASE).await.expect("claim").expect("requeued");
+    assert_eq!(
+        (again.task.id.as_str(), again.task.attempt),
+        (retried.as_str(), 2)
+    );
+}
+
+async fn a_stale_completion_is_rejected(subject: Subject) {
+    let store = subject.store.as_ref();
+    let id = submit(store, task("contested", 1)).await;
+    let stale = store
+        .claim(Duration::from_millis(100))
+        .await
+        .expect("claim")
+        .expect("a task");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(store.reap_expired(100).await.expect("reap"), 1);
+    let fresh = store.claim(LEASE).await.expect("claim").expect("requeued");
+    assert_eq!(
+        store
+            .complete(&id, &stale.token, "stale")
+            .await
+            .expect("complete"),
+        Finish::Stale
+    );
+    assert!(
+        !store
+            .progress(&id, &stale.token, 50)
+            .await
+            .expect("progress")
+    );
+    assert_eq!(
+        store.fail(&id, &stale.token, "x", NOW).await.expect("fail"),
+        Finish::Stale
+    );
+    assert_eq!(
+        store
+            .complete(&id, &fresh.token, "fresh")
+            .await
+            .expect("complete"),
+        Finish::Done
+    );
+    let task = store.get(&id).await.expect("get").expect("exists");
+    assert_eq!(
+        (task.state, task.result.as_str()),
+        (TaskState::Completed, "fresh")
+    );
+    assert_eq!(
+        store
+            .complete(&id, &fresh.token, "twice")
+            .await
+            .expect("complete"),
+        Finish::Stale
+    );
+}
+
+async fn release_hands_a_task_back_without_spending_an_attempt(subject: Subject) {
+    let store = subject.store.as_ref();
+    let older = submit(store, task("older", 1)).await;
+    let running = store.claim(LEASE).await.expect("claim").expect("a task");
+    assert_eq!(running.task.id, older);
+    let _newer = submit(store, task("newer", 1)).await;
+    assert_eq!(
+        store
+            .release(&older, &running.token)
+            .await
+            .expect("release"),
+        Finish::Done
+    );
+    let again = store.claim(LEASE).await.expect("claim").expect("a task");
+    assert_eq!(
+        (again.task.id.as_str(), again.task.attempt),
+        (older.as_str(), 1)
+    );
+}
+
+async fn progress_and_events_are_sequenced(subject: Subject) {
+    let store = subject.store.as_ref();
+    let mut notices = store.notices();
+    let id = submit(store, task("steps", 1)).await;
+    let claim = store.claim(LEASE).await.expect("claim").expect("a task");
+    for percent in [30, 60, 90] {
+        assert!(
+            store
+                .progress(&id, &claim.token, percent)
+                .await
+                .expect("progress")
+        );
+    }
+    store
+        .complete(&id, &claim.token, "done")
+        .await
+        .expect("complete");
+    let events = store.events_after(&id, 0).await.expect("events");
+    let summary: Vec<(u64, TaskState, u32)> = events
+        .iter()
+        .map(|e| (e.seq, e.state, e.progress))
+        .collect();
+    assert_eq!(
+        summary,
+        vec![
+            (1, TaskState::Queued, 0),
+            (2, TaskState::InProgress, 0),
+            (3, TaskState::InProgress, 30),
+            (4, TaskState::InProgress, 60),
+            (5, TaskState::InProgress, 90),
+            (6, TaskState::Completed, 100),
+        ]
+    );
+    assert_eq!(events[5].result, "done");
+    assert_eq!(store.events_after(&id, 4).await.expect("events").len(), 2);
+    // The same events reach every subscriber, in order.
+    let mut seen = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), async {
+        while seen.len() < 6 {
+            if let Ok(Notice::Event(event)) = notices.recv().await
+                && event.id == id
+            {
+                seen.push(event.seq);
+            }
+        }
+    })
+    .await
+    .expect("every event is published");
+    assert_eq!(seen, vec![1, 2, 3, 4, 5, 6]);
+}
+
+async fn unknown_tasks_are_absent(subject: Subject) {
+    let store = subject.store.as_ref();
+    assert!(store.get("missing").await.expect("get").is_none());
+    assert!(
+        store
+            .events_after("missing", 0)
+            .await
+            .expect("events")
+            .is_empty()
+    );
+    assert_eq!(
+        store.renew("missing", "token", LEASE).await.expect("renew"),
+        Renewal::Lost
+    );
+    store.ping().await.expect("ping");
+}
+
+macro_rules! conformance {
+    ($($test:ident),* $(,)?) => {
+        mod memory_store {
+            use super::*;
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $test() {
+                    super::$test(memory(Duration::from_millis(500)).await).await;
+                }
+            )*
+        }
+        mod redis_store {
+            use super::*;
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $test() {
+                    super::$test(redis(Duration::from_millis(500)).await).await;
+                }
+            )*
+        }
+    };
+}
+
+conformance!(
+    priority_then_fifo,
+    retries_then_dead_set,
+    a_permanent_failure_skips_remaining_attempts,
+    a_retry_waits_for_its_backoff,
+    a_delayed_submission_starts_later,
+    idempotency_keys_deduplicate,
+    cancelling_a_queued_task,
+    cancelling_a_running_task,
+    terminal_tasks_expire_after_the_retention,
+    expired_leases_are_reaped,
+    a_stale_completion_is_rejected,
+    release_hands_a_task_back_without_spending_an_attempt,
+    progress_and_events_are_sequenced,
+    unknown_tasks_are_absent,
+);
