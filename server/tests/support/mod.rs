@@ -178,6 +178,7 @@ pub(crate) fn fast_sets(redis: &Redis) -> Vec<String> {
         "server.simulation.duration=0s".into(),
         "server.simulation.failure_rate=0".into(),
         "server.log.format=text".into(),
+        "server.log.level=warn".into(),
     ]
 }
 
@@ -278,5 +279,18 @@ impl ServerProcess {
 impl Drop for ServerProcess {
     fn drop(&mut self) {
         self.kill_9();
+    }
+}
+
+/// Polls the async `check` until it holds or `timeout` passes.
+pub(crate) async fn wait_until_async<F, Fut>(timeout: Duration, what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + timeout;
+    while !check().await {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }

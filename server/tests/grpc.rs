@@ -1,0 +1,585 @@
+//! The gRPC API end to end: an in-process server over a real `redis-server`.
+
+mod support;
+
+use std::time::Duration;
+
+use taskmanager_proto::pb::task_manager_client::TaskManagerClient;
+use taskmanager_proto::{original, pb};
+use taskmanager_server::worker::handler::Arithmetic;
+use taskmanager_server::{Running, open_store, start};
+use tokio_util::sync::CancellationToken;
+use tonic::Code;
+use tonic::transport::Channel;
+
+struct Harness {
+    server: Running,
+    client: TaskManagerClient<Channel>,
+    _redis: support::Redis,
+}
+
+async fn harness(extra: &[&str]) -> Harness {
+    let redis = support::Redis::start();
+    let mut sets = support::fast_sets(&redis);
+    sets.extend(extra.iter().map(|s| (*s).to_owned()));
+    let settings = support::settings(&sets);
+    let store = open_store(&settings, &CancellationToken::new())
+        .await
+        .expect("a store");
+    let server = start(settings, store, "127.0.0.1:0".parse().expect("an address"))
+        .await
+        .expect("the server starts");
+    let client = support::client(server.addr).await;
+    Harness {
+        server,
+        client,
+        _redis: redis,
+    }
+}
+
+fn request(description: &str, priority: pb::TaskPriority, a: i32, b: i32) -> pb::TaskRequest {
+    pb::TaskRequest {
+        task_description: description.into(),
+        priority: priority.into(),
+        number1: a,
+        number2: b,
+        ..Default::default()
+    }
+}
+
+/// Every status of a task's stream, until it ends.
+async fn stream(client: &mut TaskManagerClient<Channel>, id: &str) -> Vec<pb::StatusResponse> {
+    let mut stream = client
+        .stream_task_status(pb::StatusRequest { task_id: id.into() })
+        .await
+        .expect("the stream opens")
+        .into_inner();
+    let mut statuses = Vec::new();
+    let collect = async {
+        while let Some(status) = stream.message().await.expect("a status") {
+            statuses.push(status);
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(30), collect)
+        .await
+        .expect("the stream ends");
+    statuses
+}
+
+fn assert_contiguous(statuses: &[pb::StatusResponse]) {
+    for pair in statuses.windows(2) {
+        assert_eq!(
+            pair[1].sequence,
+            pair[0].sequence + 1,
+            "no gap or repeat: {statuses:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_is_accepted_run_and_streamed_to_completion() {
+    let mut h = harness(&["server.simulation.duration=500ms"]).await;
+    let id = h
+        .client
+        .submit_task(request("add", pb::TaskPriority::High, 20, 22))
+        .await
+        .expect("accepted")
+        .into_inner()
+        .task_id;
+    let statuses = stream(&mut h.client, &id).await;
+    assert_contiguous(&statuses);
+    let last = statuses.last().expect("at least one status");
+    assert_eq!(
+        (last.status.as_str(), last.state()),
+        ("COMPLETED", pb::TaskState::Completed)
+    );
+    assert_eq!(last.result, Arithmetic::compute(20, 22));
+    assert_eq!(last.progress, 100);
+    let progress: Vec<u32> = statuses
+        .iter()
+        .filter(|s| s.state() == pb::TaskState::InProgress)
+        .map(|s| s.progress)
+        .collect();
+    assert_eq!(
+        progress.last(),
+        Some(&90),
+        "progress is reported during the work: {progress:?}"
+    );
+
+    let task = h
+        .client
+        .get_task(pb::GetTaskRequest {
+            task_id: id.clone(),
+        })
+        .await
+        .expect("get");
+    let task = task.into_inner();
+    assert_eq!(
+        (task.status.as_str(), task.sequence),
+        ("COMPLETED", last.sequence)
+    );
+    assert_eq!(
+        (task.number1, task.number2, task.kind.as_str()),
+        (20, 22, "default")
+    );
+    // A stream opened after the end sends the final state and ends.
+    let again = stream(&mut h.client, &id).await;
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].sequence, last.sequence);
+    h.server.shutdown.cancel();
+    h.server
+        .handle
+        .await
+        .expect("joins")
+        .expect("a clean shutdown");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_of_the_original_proto_works_unchanged() {
+    let h = harness(&["server.simulation.duration=300ms"]).await;
+    let channel = Channel::from_shared(format!("http://{}", h.server.addr))
+        .expect("address")
+        .connect()
+        .await
+        .expect("connect");
+    let mut old = original::task_manager_client::TaskManagerClient::new(channel);
+    let response = old
+        .submit_task(original::TaskRequest {
+            task_description: "legacy".into(),
+            priority: original::TaskPriority::Medium.into(),
+            number1: 3,
+            number2: 4,
+        })
+        .await
+        .expect("accepted")
+        .into_inner();
+    assert!(!response.task_id.is_empty());
+    let mut stream = old
+        .stream_task_status(original::StatusRequest {
+            task_id: response.task_id,
+        })
+        .await
+        .expect("the stream opens")
+        .into_inner();
+    let mut statuses = Vec::new();
+    while let Some(status) = stream.message().await.expect("a status") {
+        statuses.push(status.status);
+    }
+    assert_eq!(statuses.last().map(String::as_str), Some("COMPLETED"));
+    assert!(
+        statuses
+            .iter()
+            .all(|s| ["QUEUED", "IN_PROGRESS", "COMPLETED"].contains(&s.as_str()))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_requests_get_the_right_status_and_the_server_stays_up() {
+    let mut h = harness(&[
+        "server.limits.max_description_bytes=16",
+        "server.limits.max_key_bytes=8",
+        "server.limits.max_payload_bytes=32",
+        "server.limits.max_batch=2",
+        "server.limits.max_message_bytes=2048",
+    ])
+    .await;
+    let base = || request("ok", pb::TaskPriority::Low, 1, 2);
+    let submit_cases: Vec<(&str, pb::TaskRequest, Code, &str)> = vec![
+        (
+            "priority out of range",
+            pb::TaskRequest {
+                priority: 7,
+                ..base()
+            },
+            Code::InvalidArgument,
+            "priority",
+        ),
+        (
+            "negative priority",
+            pb::TaskRequest {
+                priority: -1,
+                ..base()
+            },
+            Code::InvalidArgument,
+            "priority",
+        ),
+        (
+            "description too long",
+            pb::TaskRequest {
+                task_description: "x".repeat(17),
+                ..base()
+            },
+            Code::InvalidArgument,
+            "task_description",
+        ),
+        (
+            "unknown kind",
+            pb::TaskRequest {
+                kind: "nope".into(),
+                ..base()
+            },
+            Code::InvalidArgument,
+            "kind",
+        ),
+        (
+            "idempotency key too long",
+            pb::TaskRequest {
+                idempotency_key: "k".repeat(9),
+                ..base()
+            },
+            Code::InvalidArgument,
+            "idempotency_key",
+        ),
+        (
+            "payload too large",
+            pb::TaskRequest {
+                payload: vec![1; 33],
+                ..base()
+            },
+            Code::InvalidArgument,
+            "payload",
+        ),
+        (
+            "too many attempts",
+            pb::TaskRequest {
+                max_attempts: 1000,
+                ..base()
+            },
+            Code::InvalidArgument,
+            "max_attempts",
+        ),
+        (
+            "delay too long",
+            pb::TaskRequest {
+                delay_ms: 40 * 24 * 3600 * 1000,
+                ..base()
+            },
+            Code::InvalidArgument,
+            "delay_ms",
+        ),
+        (
+            "message too large",
+            pb::TaskRequest {
+                task_description: "x".repeat(4096),
+                ..base()
+            },
+            Code::OutOfRange,
+            "",
+        ),
+    ];
+    for (case, request, code, field) in submit_cases {
+        let status = h.client.submit_task(request).await.expect_err(case);
+        let resource = code == Code::OutOfRange && status.code() == Code::ResourceExhausted;
+        assert!(status.code() == code || resource, "{case}: {status:?}");
+        assert!(
+            status.message().contains(field),
+            "{case}: {}",
+            status.message()
+        );
+    }
+
+    let stream_status = |id: &str| {
+        let mut client = h.client.clone();
+        let id = id.to_owned();
+        async move {
+            client
+                .stream_task_status(pb::StatusRequest { task_id: id })
+                .await
+                .map(|_| ())
+                .expect_err("rejected")
+        }
+    };
+    assert_eq!(stream_status("").await.code(), Code::InvalidArgument);
+    assert_eq!(
+        stream_status("not an id!").await.code(),
+        Code::InvalidArgument
+    );
+    assert_eq!(
+        stream_status(&"a".repeat(65)).await.code(),
+        Code::InvalidArgument
+    );
+    let missing = stream_status("00000000-0000-4000-8000-000000000000").await;
+    assert_eq!(missing.code(), Code::NotFound);
+    assert!(missing.message().contains("does not exist"));
+    let get = h
+        .client
+        .get_task(pb::GetTaskRequest {
+            task_id: "missing".into(),
+        })
+        .await;
+    assert_eq!(get.expect_err("unknown").code(), Code::NotFound);
+    let cancel = h
+        .client
+        .cancel_task(pb::CancelTaskRequest {
+            task_id: "missing".into(),
+            reason: String::new(),
+        })
+        .await;
+    assert_eq!(cancel.expect_err("unknown").code(), Code::NotFound);
+
+    let batch = |tasks: Vec<pb::TaskRequest>| {
+        let mut client = h.client.clone();
+        async move { client.submit_tasks(pb::SubmitTasksRequest { tasks }).await }
+    };
+    assert_eq!(
+        batch(vec![]).await.expect_err("empty").code(),
+        Code::InvalidArgument
+    );
+    let too_many = batch(vec![base(), base(), base()])
+        .await
+        .expect_err("too many");
+    assert_eq!(too_many.code(), Code::InvalidArgument);
+    let one_bad = batch(vec![
+        base(),
+        pb::TaskRequest {
+            priority: 9,
+            ..base()
+        },
+    ])
+    .await
+    .expect_err("bad");
+    assert_eq!(one_bad.code(), Code::InvalidArgument);
+    assert!(
+        one_bad.message().starts_with("tasks[1].priority"),
+        "{}",
+        one_bad.message()
+    );
+
+    // Nothing of the rejected batch was queued, and the server still works.
+    let id = h
+        .client
+        .submit_task(base())
+        .await
+        .expect("still serving")
+        .into_inner()
+        .task_id;
+    let statuses = stream(&mut h.client, &id).await;
+    assert_eq!(
+        statuses.last().map(|s| s.status.as_str()),
+        Some("COMPLETED")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batches_lookups_idempotency_and_cancellation() {
+    let mut h = harness(&["server.simulation.duration=10s"]).await;
+    let delayed = |name: &str| pb::TaskRequest {
+        delay_ms: 600_000,
+        ..request(name, pb::TaskPriority::Medium, 1, 1)
+    };
+    let batch = h
+        .client
+        .submit_tasks(pb::SubmitTasksRequest {
+            tasks: vec![delayed("a"), delayed("b"), delayed("c")],
+        })
+        .await
+        .expect("accepted")
+        .into_inner()
+        .tasks;
+    assert_eq!(batch.len(), 3);
+    for (accepted, name) in batch.iter().zip(["a", "b", "c"]) {
+        let task = h
+            .client
+            .get_task(pb::GetTaskRequest {
+                task_id: accepted.task_id.clone(),
+            })
+            .await;
+        let task = task.expect("exists").into_inner();
+        assert_eq!(
+            (task.task_description.as_str(), task.status.as_str()),
+            (name, "QUEUED")
+        );
+    }
+
+    // Idempotency: the same key gives the same task.
+    let keyed = pb::TaskRequest {
+        idempotency_key: "invoice-7".into(),
+        ..delayed("keyed")
+    };
+    let first = h
+        .client
+        .submit_task(keyed.clone())
+        .await
+        .expect("accepted")
+        .into_inner();
+    let second = h
+        .client
+        .submit_task(keyed)
+        .await
+        .expect("accepted")
+        .into_inner();
+    assert_eq!(first.task_id, second.task_id);
+    assert!(!first.deduplicated && second.deduplicated);
+
+    // Cancelling a waiting task ends it at once; its stream shows CANCELLED and ends.
+    let id = batch[0].task_id.clone();
+    let cancelled = h
+        .client
+        .cancel_task(pb::CancelTaskRequest {
+            task_id: id.clone(),
+            reason: "changed my mind".into(),
+        })
+        .await
+        .expect("cancel")
+        .into_inner();
+    assert_eq!(
+        (cancelled.state(), cancelled.cancelled),
+        (pb::TaskState::Cancelled, true)
+    );
+    let statuses = stream(&mut h.client, &id).await;
+    assert_eq!(statuses.len(), 1);
+    assert_eq!(
+        (statuses[0].status.as_str(), statuses[0].error.as_str()),
+        ("CANCELLED", "changed my mind")
+    );
+    let again = h
+        .client
+        .cancel_task(pb::CancelTaskRequest {
+            task_id: id,
+            reason: String::new(),
+        })
+        .await
+        .expect("cancel")
+        .into_inner();
+    assert_eq!(
+        (again.state(), again.cancelled),
+        (pb::TaskState::Cancelled, false)
+    );
+
+    // Cancelling a running task stops its handler.
+    let running = h
+        .client
+        .submit_task(request("long", pb::TaskPriority::High, 1, 1))
+        .await
+        .expect("accepted")
+        .into_inner()
+        .task_id;
+    let mut watch = h
+        .client
+        .stream_task_status(pb::StatusRequest {
+            task_id: running.clone(),
+        })
+        .await
+        .expect("stream")
+        .into_inner();
+    loop {
+        let status = watch.message().await.expect("a status").expect("not ended");
+        if status.state() == pb::TaskState::InProgress {
+            break;
+        }
+    }
+    let response = h
+        .client
+        .cancel_task(pb::CancelTaskRequest {
+            task_id: running.clone(),
+            reason: String::new(),
+        })
+        .await
+        .expect("cancel")
+        .into_inner();
+    assert!(response.cancelled);
+    let mut last = None;
+    let drain = async {
+        while let Some(status) = watch.message().await.expect("a status") {
+            last = Some(status);
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(5), drain)
+        .await
+        .expect("the handler stops early");
+    let last = last.expect("a final status");
+    assert_eq!(last.status, "CANCELLED");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_attempts_are_retried_then_the_task_fails() {
+    let mut h = harness(&[
+        "server.simulation.failure_rate=1",
+        "server.retries.max_attempts=3",
+    ])
+    .await;
+    let id = h
+        .client
+        .submit_task(request("always fails", pb::TaskPriority::Low, 1, 2))
+        .await
+        .expect("accepted")
+        .into_inner()
+        .task_id;
+    let statuses = stream(&mut h.client, &id).await;
+    let last = statuses.last().expect("a final status");
+    assert_eq!(
+        (last.status.as_str(), last.attempt, last.max_attempts),
+        ("FAILED", 3, 3)
+    );
+    assert_eq!(last.error, "simulated failure");
+    let task = h
+        .client
+        .get_task(pb::GetTaskRequest { task_id: id })
+        .await
+        .expect("get")
+        .into_inner();
+    assert_eq!(
+        task.sequence, 7,
+        "QUEUED, then IN_PROGRESS and QUEUED/FAILED for each attempt"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_and_reflection_are_served() {
+    use tonic_health::pb::health_check_response::ServingStatus;
+    use tonic_health::pb::health_client::HealthClient;
+    let h = harness(&[]).await;
+    let channel = Channel::from_shared(format!("http://{}", h.server.addr))
+        .expect("address")
+        .connect()
+        .await
+        .expect("connect");
+    let mut health = HealthClient::new(channel.clone());
+    support::wait_until_async(Duration::from_secs(10), "SERVING", || {
+        let mut health = health.clone();
+        async move {
+            let response = health
+                .check(tonic_health::pb::HealthCheckRequest {
+                    service: "proto.TaskManager".into(),
+                })
+                .await;
+            response.is_ok_and(|r| r.into_inner().status() == ServingStatus::Serving)
+        }
+    })
+    .await;
+    let overall = health
+        .check(tonic_health::pb::HealthCheckRequest {
+            service: String::new(),
+        })
+        .await
+        .expect("health");
+    assert_eq!(overall.into_inner().status(), ServingStatus::Serving);
+
+    use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
+    use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
+    use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
+    let mut reflection = ServerReflectionClient::new(channel);
+    let request = tonic_reflection::pb::v1::ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let mut responses = reflection
+        .server_reflection_info(tokio_stream::iter(vec![request]))
+        .await
+        .expect("reflection")
+        .into_inner();
+    let response = responses
+        .message()
+        .await
+        .expect("a response")
+        .expect("not empty");
+    let Some(MessageResponse::ListServicesResponse(list)) = response.message_response else {
+        panic!("a service list");
+    };
+    let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
+    assert!(names.contains(&"proto.TaskManager".to_owned()), "{names:?}");
+    assert!(
+        names.contains(&"grpc.health.v1.Health".to_owned()),
+        "{names:?}"
+    );
+}

@@ -1,0 +1,295 @@
+//! Real server processes sharing a real `redis-server`: crashes, replicas, a Redis outage and
+//! graceful shutdown.
+
+mod support;
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use support::{Redis, ServerProcess};
+use taskmanager_proto::pb;
+use tonic::Code;
+
+fn sets(redis: &Redis, extra: &[&str]) -> Vec<String> {
+    let mut sets = support::fast_sets(redis);
+    sets.extend(extra.iter().map(|s| (*s).to_owned()));
+    sets
+}
+
+fn task(description: &str) -> pb::TaskRequest {
+    pb::TaskRequest {
+        task_description: description.into(),
+        priority: pb::TaskPriority::Medium.into(),
+        number1: 2,
+        number2: 3,
+        ..Default::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_a_server_mid_task_loses_no_accepted_task() {
+    let redis = Redis::start();
+    let common = sets(
+        &redis,
+        &[
+            "server.simulation.duration=1s",
+            "server.workers.concurrency=4",
+        ],
+    );
+    let mut doomed = ServerProcess::start(&common);
+    let survivor = ServerProcess::start(&common);
+    let mut client = support::client(doomed.addr).await;
+
+    let mut ids = Vec::new();
+    for n in 0..24 {
+        let response = client
+            .submit_task(task(&format!("task {n}")))
+            .await
+            .expect("accepted");
+        ids.push(response.into_inner().task_id);
+    }
+    // Both servers are now running tasks; kill one in the middle of its work.
+    tokio::time::sleep(Duration::from_millis(1300)).await;
+    doomed.kill_9();
+
+    let mut client = support::client(survivor.addr).await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let final_states = loop {
+        let mut states = HashMap::new();
+        for id in &ids {
+            let task = client
+                .get_task(pb::GetTaskRequest {
+                    task_id: id.clone(),
+                })
+                .await;
+            let task = task.expect("every accepted task still exists").into_inner();
+            states.insert(id.clone(), task);
+        }
+        if states
+            .values()
+            .all(|t| t.status == "COMPLETED" || t.status == "FAILED")
+        {
+            break states;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "tasks did not all finish: {states:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let completed = final_states
+        .values()
+        .filter(|t| t.status == "COMPLETED")
+        .count();
+    assert_eq!(
+        completed,
+        ids.len(),
+        "every accepted task completed: {final_states:?}"
+    );
+    let retried = final_states.values().filter(|t| t.attempt > 1).count();
+    assert!(
+        retried > 0,
+        "the kill interrupted tasks that were then run again"
+    );
+    eprintln!(
+        "crash test: {} tasks accepted, {completed} completed, {retried} re-run after the kill",
+        ids.len()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_on_one_replica_follows_a_task_submitted_on_another() {
+    let redis = Redis::start();
+    let common = sets(
+        &redis,
+        &[
+            "server.simulation.duration=600ms",
+            "server.workers.concurrency=2",
+        ],
+    );
+    let a = ServerProcess::start(&common);
+    let b = ServerProcess::start(&common);
+    let mut on_a = support::client(a.addr).await;
+    let mut on_b = support::client(b.addr).await;
+
+    for n in 0..6 {
+        let id = on_a
+            .submit_task(task(&format!("cross {n}")))
+            .await
+            .expect("accepted")
+            .into_inner()
+            .task_id;
+        let mut stream = on_b
+            .stream_task_status(pb::StatusRequest {
+                task_id: id.clone(),
+            })
+            .await
+            .expect("replica B knows the task")
+            .into_inner();
+        let mut statuses = Vec::new();
+        while let Some(status) = stream.message().await.expect("a status") {
+            statuses.push(status);
+        }
+        let sequences: Vec<u64> = statuses.iter().map(|s| s.sequence).collect();
+        let first = sequences[0];
+        let expected: Vec<u64> = (first..first + sequences.len() as u64).collect();
+        assert_eq!(sequences, expected, "every transition, in order");
+        let last = statuses.last().expect("a final status");
+        assert_eq!(last.status, "COMPLETED");
+        let full = on_a
+            .get_task(pb::GetTaskRequest { task_id: id })
+            .await
+            .expect("get")
+            .into_inner();
+        assert_eq!(
+            full.sequence, last.sequence,
+            "the stream reached the last transition"
+        );
+        // QUEUED, IN_PROGRESS at 0, 10..90 percent, COMPLETED: 12 transitions in all.
+        assert_eq!(full.sequence, 12);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_outage_fails_fast_and_the_server_recovers() {
+    use tonic_health::pb::HealthCheckRequest;
+    use tonic_health::pb::health_check_response::ServingStatus;
+    use tonic_health::pb::health_client::HealthClient;
+
+    let mut redis = Redis::start();
+    let server = ServerProcess::start(&sets(&redis, &["server.simulation.duration=300ms"]));
+    let mut client = support::client(server.addr).await;
+    let channel = tonic::transport::Channel::from_shared(format!("http://{}", server.addr))
+        .expect("address")
+        .connect()
+        .await
+        .expect("connect");
+    let health = HealthClient::new(channel);
+    let status = |mut health: HealthClient<tonic::transport::Channel>| async move {
+        health
+            .check(HealthCheckRequest {
+                service: String::new(),
+            })
+            .await
+            .map(|r| r.into_inner().status())
+            .ok()
+    };
+
+    // Accepted before the outage, and kept by Redis' append-only file through it.
+    let before = client
+        .submit_task(pb::TaskRequest {
+            delay_ms: 1500,
+            ..task("before")
+        })
+        .await;
+    let before = before.expect("accepted").into_inner().task_id;
+
+    redis.kill();
+    let started = Instant::now();
+    let outcome = tokio::time::timeout(Duration::from_secs(10), client.submit_task(task("during")))
+        .await
+        .expect("SubmitTask answers instead of hanging");
+    let elapsed = started.elapsed();
+    assert_eq!(
+        outcome.expect_err("Redis is down").code(),
+        Code::Unavailable
+    );
+    eprintln!("outage: SubmitTask answered UNAVAILABLE after {elapsed:?}");
+    support::wait_until_async(Duration::from_secs(10), "NOT_SERVING", || {
+        let health = health.clone();
+        async move { status(health).await == Some(ServingStatus::NotServing) }
+    })
+    .await;
+
+    redis.restart();
+    support::wait_until_async(Duration::from_secs(20), "SERVING again", || {
+        let health = health.clone();
+        async move { status(health).await == Some(ServingStatus::Serving) }
+    })
+    .await;
+    let after = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match client.submit_task(task("after")).await {
+                Ok(response) => return response.into_inner().task_id,
+                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        }
+    })
+    .await
+    .expect("submissions work again without restarting the server");
+    for id in [before, after] {
+        support::wait_until_async(Duration::from_secs(20), "the task to complete", || {
+            let mut client = client.clone();
+            let id = id.clone();
+            async move {
+                client
+                    .get_task(pb::GetTaskRequest { task_id: id })
+                    .await
+                    .is_ok_and(|t| t.into_inner().status == "COMPLETED")
+            }
+        })
+        .await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_hands_running_tasks_back_and_exits_cleanly() {
+    let redis = Redis::start();
+    let slow = sets(
+        &redis,
+        &[
+            "server.simulation.duration=20s",
+            "server.shutdown_grace=300ms",
+        ],
+    );
+    let mut server = ServerProcess::start(&slow);
+    let mut client = support::client(server.addr).await;
+    let id = client
+        .submit_task(task("interrupted"))
+        .await
+        .expect("accepted")
+        .into_inner()
+        .task_id;
+    support::wait_until_async(Duration::from_secs(10), "IN_PROGRESS", || {
+        let mut client = client.clone();
+        let id = id.clone();
+        async move {
+            client
+                .get_task(pb::GetTaskRequest { task_id: id })
+                .await
+                .is_ok_and(|t| t.into_inner().status == "IN_PROGRESS")
+        }
+    })
+    .await;
+    let status = server.terminate().expect("the server exits");
+    assert!(status.success(), "exit status {status:?}");
+
+    // Handed back, without spending the attempt; another server finishes it.
+    let fast = ServerProcess::start(&sets(&redis, &[]));
+    let mut client = support::client(fast.addr).await;
+    let task = client
+        .get_task(pb::GetTaskRequest {
+            task_id: id.clone(),
+        })
+        .await
+        .expect("get");
+    let task = task.into_inner();
+    assert!(task.status == "QUEUED" || task.status == "IN_PROGRESS" || task.status == "COMPLETED");
+    support::wait_until_async(Duration::from_secs(20), "the task to complete", || {
+        let mut client = client.clone();
+        let id = id.clone();
+        async move {
+            client
+                .get_task(pb::GetTaskRequest { task_id: id })
+                .await
+                .is_ok_and(|t| t.into_inner().status == "COMPLETED")
+        }
+    })
+    .await;
+    let done = client
+        .get_task(pb::GetTaskRequest { task_id: id })
+        .await
+        .expect("get")
+        .into_inner();
+    assert_eq!(done.attempt, 1, "the hand-back did not spend an attempt");
+}
