@@ -49,6 +49,7 @@ pub async fn connect(address: &str) -> Result<TaskManagerClient<Channel>, Failur
     })?;
     let channel = endpoint
         .connect_timeout(Duration::from_secs(5))
+        .tcp_nodelay(true)
         .connect()
         .await
         .map_err(|error| Failure {
