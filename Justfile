@@ -17,6 +17,18 @@ up:
 ci:
     .ci/run
 
+# Benchmark the server against a local redis-server, with the Redis ceiling for comparison.
+bench tasks="5000" concurrency="32":
+    scripts/bench {{tasks}} {{concurrency}}
+
+# Run the server from stack.yaml, e.g. `just server --env local`.
+server *args:
+    cargo run --quiet --locked -p taskmanager-server -- {{args}}
+
+# Run the client, e.g. `just client --env local submit --number1 2 --number2 3`.
+client *args:
+    cargo run --quiet --locked -p taskmanager-client -- {{args}}
+
 # Validate stack.yaml in every environment.
 check *args:
     {{stackctl}} check {{args}}
