@@ -14,6 +14,7 @@ use tonic::{Request, Response, Status};
 use tracing::debug;
 
 use crate::hub::{Hub, StreamSignal};
+use crate::metrics::{Metrics, inc};
 use crate::store::{CancelOutcome, Store, StoreError};
 use crate::task::{NewTask, TaskEvent};
 use crate::worker::handler::Registry;
@@ -48,6 +49,7 @@ pub struct TaskManagerService {
     hub: Hub,
     registry: Arc<Registry>,
     limits: ApiLimits,
+    metrics: Arc<Metrics>,
     shutdown: CancellationToken,
 }
 
@@ -58,6 +60,7 @@ impl TaskManagerService {
         hub: Hub,
         registry: Arc<Registry>,
         limits: ApiLimits,
+        metrics: Arc<Metrics>,
         shutdown: CancellationToken,
     ) -> Self {
         Self {
@@ -65,7 +68,29 @@ impl TaskManagerService {
             hub,
             registry,
             limits,
+            metrics,
             shutdown,
+        }
+    }
+
+    /// Counts a rejected or failed request and passes its status on.
+    fn count(&self, status: Status) -> Status {
+        match status.code() {
+            tonic::Code::InvalidArgument => inc(&self.metrics.invalid_requests),
+            tonic::Code::Unavailable => inc(&self.metrics.unavailable),
+            _ => {}
+        }
+        status
+    }
+
+    /// Counts accepted submissions.
+    fn count_accepted(&self, submitted: &[crate::task::Submitted]) {
+        for task in submitted {
+            inc(if task.deduplicated {
+                &self.metrics.deduplicated
+            } else {
+                &self.metrics.submitted
+            });
         }
     }
 
@@ -202,8 +227,15 @@ impl TaskManager for TaskManagerService {
         &self,
         request: Request<pb::TaskRequest>,
     ) -> Result<Response<pb::TaskResponse>, Status> {
-        let task = self.validate(request.into_inner(), "")?;
-        let submitted = self.store.submit(vec![task]).await.map_err(status)?;
+        let task = self
+            .validate(request.into_inner(), "")
+            .map_err(|s| self.count(s))?;
+        let submitted = self
+            .store
+            .submit(vec![task])
+            .await
+            .map_err(|e| self.count(status(e)))?;
+        self.count_accepted(&submitted);
         let first = submitted
             .into_iter()
             .next()
@@ -300,8 +332,14 @@ impl TaskManager for TaskManagerService {
             .into_iter()
             .enumerate()
             .map(|(index, task)| self.validate(task, &format!("tasks[{index}].")))
-            .collect::<Result<Vec<_>, _>>()?;
-        let submitted = self.store.submit(tasks).await.map_err(status)?;
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|s| self.count(s))?;
+        let submitted = self
+            .store
+            .submit(tasks)
+            .await
+            .map_err(|e| self.count(status(e)))?;
+        self.count_accepted(&submitted);
         Ok(Response::new(pb::SubmitTasksResponse {
             tasks: submitted
                 .into_iter()

@@ -10,6 +10,7 @@
 pub mod api;
 pub mod hub;
 mod maintenance;
+pub mod metrics;
 pub mod settings;
 pub mod store;
 pub mod task;
@@ -74,9 +75,20 @@ pub async fn serve(
     settings: Settings,
     store: Arc<dyn Store>,
     listener: TcpListener,
+    metrics_listener: Option<TcpListener>,
     shutdown: CancellationToken,
 ) -> Result<(), ServeError> {
     let hub = hub::Hub::spawn(store.notices());
+    let metrics = Arc::new(metrics::Metrics::default());
+    let metrics_stop = CancellationToken::new();
+    if let Some(metrics_listener) = metrics_listener {
+        tokio::spawn(metrics::serve(
+            metrics_listener,
+            metrics.clone(),
+            hub.clone(),
+            metrics_stop.clone(),
+        ));
+    }
     let registry = Arc::new(Registry::with_default(settings.simulation));
     let (health, health_service) = tonic_health::server::health_reporter();
     for service in maintenance::HEALTH_SERVICES {
@@ -96,6 +108,7 @@ pub async fn serve(
         registry.clone(),
         settings.workers.clone(),
         stop.clone(),
+        metrics.clone(),
     );
     let upkeep_stop = CancellationToken::new();
     let mut upkeep = maintenance::spawn(
@@ -103,6 +116,7 @@ pub async fn serve(
         settings.reaper_interval,
         settings.redis.command_timeout,
         health,
+        metrics.clone(),
         upkeep_stop.clone(),
     );
 
@@ -111,6 +125,7 @@ pub async fn serve(
         hub.clone(),
         registry,
         settings.limits.clone(),
+        metrics,
         shutdown.clone(),
     );
     let grpc = tonic::transport::Server::builder()
@@ -139,6 +154,7 @@ pub async fn serve(
     }
     upkeep_stop.cancel();
     while upkeep.join_next().await.is_some() {}
+    metrics_stop.cancel();
     match tokio::time::timeout(Duration::from_secs(5), grpc).await {
         Ok(Ok(result)) => result?,
         Ok(Err(error)) => warn!(%error, "The gRPC server task failed."),
@@ -168,13 +184,16 @@ fn incoming(
 pub struct Running {
     /// The address it listens on.
     pub addr: SocketAddr,
+    /// The address of its metrics endpoint.
+    pub metrics_addr: SocketAddr,
     /// Fire to shut it down gracefully.
     pub shutdown: CancellationToken,
     /// Completes when it has stopped.
     pub handle: tokio::task::JoinHandle<Result<(), ServeError>>,
 }
 
-/// Starts a server on `listen` (port 0 picks a free port) over `store`.
+/// Starts a server on `listen` (port 0 picks a free port) over `store`, with its metrics
+/// endpoint on a free port of the same host.
 pub async fn start(
     settings: Settings,
     store: Arc<dyn Store>,
@@ -182,10 +201,19 @@ pub async fn start(
 ) -> std::io::Result<Running> {
     let listener = TcpListener::bind(listen).await?;
     let addr = listener.local_addr()?;
+    let metrics_listener = TcpListener::bind(SocketAddr::new(listen.ip(), 0)).await?;
+    let metrics_addr = metrics_listener.local_addr()?;
     let shutdown = CancellationToken::new();
-    let handle = tokio::spawn(serve(settings, store, listener, shutdown.clone()));
+    let handle = tokio::spawn(serve(
+        settings,
+        store,
+        listener,
+        Some(metrics_listener),
+        shutdown.clone(),
+    ));
     Ok(Running {
         addr,
+        metrics_addr,
         shutdown,
         handle,
     })

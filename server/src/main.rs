@@ -26,6 +26,9 @@ struct Args {
     /// Listen on this address instead of 0.0.0.0:<server.port> (port 0 picks a free one).
     #[arg(long)]
     listen: Option<SocketAddr>,
+    /// Serve metrics on this address instead of 0.0.0.0:<server.metrics_port>.
+    #[arg(long)]
+    metrics_listen: Option<SocketAddr>,
 }
 
 fn main() -> ExitCode {
@@ -56,6 +59,9 @@ fn main() -> ExitCode {
     if let Some(listen) = args.listen {
         settings.listen = listen;
     }
+    if let Some(listen) = args.metrics_listen {
+        settings.metrics_listen = listen;
+    }
     init_tracing(settings.log_level, settings.log_format);
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
@@ -80,14 +86,23 @@ async fn run(settings: Settings) -> Result<(), Box<dyn std::error::Error>> {
         .await
         .map_err(|error| format!("cannot listen on {}: {error}", settings.listen))?;
     let addr = listener.local_addr()?;
+    let metrics = tokio::net::TcpListener::bind(settings.metrics_listen)
+        .await
+        .map_err(|error| {
+            format!(
+                "cannot serve metrics on {}: {error}",
+                settings.metrics_listen
+            )
+        })?;
+    let metrics_addr = metrics.local_addr()?;
     let Some(store) = open_store(&settings, &shutdown).await else {
         return Ok(());
     };
     // One plain line on stdout, for people and for scripts that wait for readiness.
     println!("taskmanager-server listening on {addr}");
     std::io::stdout().flush()?;
-    tracing::info!(%addr, store = ?settings.store, "Serving.");
-    serve(settings, store, listener, shutdown).await?;
+    tracing::info!(%addr, %metrics_addr, store = ?settings.store, "Serving.");
+    serve(settings, store, listener, Some(metrics), shutdown).await?;
     Ok(())
 }
 

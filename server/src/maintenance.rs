@@ -12,6 +12,7 @@ use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 use tracing::{info, warn};
 
+use crate::metrics::{Metrics, inc};
 use crate::store::Store;
 
 /// Tasks handled per store call.
@@ -32,18 +33,24 @@ pub(crate) fn spawn(
     reaper_interval: Duration,
     command_timeout: Duration,
     health: HealthReporter,
+    metrics: Arc<Metrics>,
     stop: CancellationToken,
 ) -> JoinSet<()> {
     let mut loops = JoinSet::new();
     loops.spawn(every(stop.clone(), reaper_interval, {
         let store = store.clone();
+        let metrics = metrics.clone();
         move || {
             let store = store.clone();
+            let metrics = metrics.clone();
             async move {
                 loop {
                     match store.reap_expired(BATCH).await {
                         Ok(0) => break,
                         Ok(count) => {
+                            for _ in 0..count {
+                                inc(&metrics.reaped);
+                            }
                             warn!(count, "Took back tasks whose lease expired.");
                             if count < BATCH {
                                 break;
@@ -96,6 +103,9 @@ pub(crate) fn spawn(
                 tokio::time::timeout(command_timeout, store.ping()).await,
                 Ok(Ok(()))
             );
+            metrics
+                .store_up
+                .store(ok, std::sync::atomic::Ordering::Relaxed);
             if serving != Some(ok) {
                 if ok {
                     info!("The task store is reachable: serving.");

@@ -16,6 +16,8 @@ use crate::worker::handler::Simulation;
 pub struct Settings {
     /// Address the gRPC server binds.
     pub listen: SocketAddr,
+    /// Address the metrics endpoint binds.
+    pub metrics_listen: SocketAddr,
     /// Which store to use.
     pub store: StoreKind,
     /// How to reach Redis (for `store: redis`).
@@ -88,6 +90,7 @@ impl Settings {
         let usize_of = |n: u32| usize::try_from(n).unwrap_or(usize::MAX);
         Ok(Self {
             listen: SocketAddr::from(([0, 0, 0, 0], server.port.get())),
+            metrics_listen: SocketAddr::from(([0, 0, 0, 0], server.metrics_port.get())),
             store: server.store,
             redis: RedisOptions {
                 url,

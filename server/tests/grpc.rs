@@ -66,6 +66,25 @@ async fn stream(client: &mut TaskManagerClient<Channel>, id: &str) -> Vec<pb::St
     statuses
 }
 
+/// The body of `GET /metrics`.
+async fn scrape(addr: std::net::SocketAddr) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr)
+        .await
+        .expect("connect to metrics");
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: test\r\n\r\n")
+        .await
+        .expect("write");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.expect("read");
+    assert!(response.starts_with("HTTP/1.1 200 OK\r\n"), "{response}");
+    response
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_owned())
+        .unwrap_or_default()
+}
+
 fn assert_contiguous(statuses: &[pb::StatusResponse]) {
     for pair in statuses.windows(2) {
         assert_eq!(
@@ -126,6 +145,17 @@ async fn a_task_is_accepted_run_and_streamed_to_completion() {
     let again = stream(&mut h.client, &id).await;
     assert_eq!(again.len(), 1);
     assert_eq!(again[0].sequence, last.sequence);
+
+    let metrics = scrape(h.server.metrics_addr).await;
+    for line in [
+        "taskmanager_tasks_submitted_total 1\n",
+        "taskmanager_attempts_started_total 1\n",
+        "taskmanager_tasks_completed_total 1\n",
+        "taskmanager_tasks_running 0\n",
+        "# TYPE taskmanager_tasks_completed_total counter\n",
+    ] {
+        assert!(metrics.contains(line), "{line:?} in\n{metrics}");
+    }
     h.server.shutdown.cancel();
     h.server
         .handle

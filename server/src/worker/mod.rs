@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use crate::hub::Hub;
+use crate::metrics::{Metrics, inc};
 use crate::store::{Claim, Finish, Renewal, RetryPlan, Store, StoreError};
 use handler::{HandlerError, Registry, TaskContext};
 
@@ -67,6 +68,7 @@ pub fn spawn(
     registry: Arc<Registry>,
     settings: WorkerSettings,
     stop: Stop,
+    metrics: Arc<Metrics>,
 ) -> JoinSet<()> {
     let mut workers = JoinSet::new();
     for index in 0..settings.concurrency {
@@ -77,6 +79,7 @@ pub fn spawn(
             registry: registry.clone(),
             settings: settings.clone(),
             stop: stop.clone(),
+            metrics: metrics.clone(),
         };
         workers.spawn(worker.run());
     }
@@ -90,6 +93,7 @@ struct Worker {
     registry: Arc<Registry>,
     settings: WorkerSettings,
     stop: Stop,
+    metrics: Arc<Metrics>,
 }
 
 /// How a run ended, as the worker saw it.
@@ -110,7 +114,14 @@ impl Worker {
             match self.store.claim(self.settings.lease).await {
                 Ok(Some(claim)) => {
                     backoff = Duration::from_millis(50);
+                    inc(&self.metrics.attempts);
+                    self.metrics
+                        .running
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     self.execute(claim).await;
+                    self.metrics
+                        .running
+                        .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
                 }
                 Ok(None) => {
                     tokio::select! {
@@ -141,8 +152,10 @@ impl Worker {
                 delay: Duration::ZERO,
                 permanent: true,
             };
-            self.report(&task_id, || self.store.fail(&task_id, &token, &error, plan))
+            let done = self
+                .report(&task_id, || self.store.fail(&task_id, &token, &error, plan))
                 .await;
+            self.count(done, &self.metrics.failed);
             return;
         };
         debug!(task_id, attempt, worker = self.index, "Running task.");
@@ -199,42 +212,63 @@ impl Worker {
                     task_id,
                     "Shutting down: handing the task back to the queue."
                 );
-                self.report(&task_id, || self.store.release(&task_id, &token))
+                let done = self
+                    .report(&task_id, || self.store.release(&task_id, &token))
                     .await;
+                self.count(done, &self.metrics.released);
             }
             Ending::Cancelled | Ending::Finished(Err(HandlerError::Cancelled)) => {
                 let reason = "cancelled while running";
-                self.report(&task_id, || {
-                    self.store.finish_cancelled(&task_id, &token, reason)
-                })
-                .await;
+                let done = self
+                    .report(&task_id, || {
+                        self.store.finish_cancelled(&task_id, &token, reason)
+                    })
+                    .await;
+                self.count(done, &self.metrics.cancelled);
             }
             Ending::Finished(Ok(result)) => {
-                self.report(&task_id, || self.store.complete(&task_id, &token, &result))
+                let done = self
+                    .report(&task_id, || self.store.complete(&task_id, &token, &result))
                     .await;
+                self.count(done, &self.metrics.completed);
             }
             Ending::Finished(Err(HandlerError::Failed(error))) => {
                 let plan = RetryPlan {
                     delay: self.settings.backoff(attempt),
                     permanent: false,
                 };
-                self.report(&task_id, || self.store.fail(&task_id, &token, &error, plan))
+                let done = self
+                    .report(&task_id, || self.store.fail(&task_id, &token, &error, plan))
                     .await;
+                self.count(done, &self.metrics.failed);
             }
             Ending::Finished(Err(HandlerError::Permanent(error))) => {
                 let plan = RetryPlan {
                     delay: Duration::ZERO,
                     permanent: true,
                 };
-                self.report(&task_id, || self.store.fail(&task_id, &token, &error, plan))
+                let done = self
+                    .report(&task_id, || self.store.fail(&task_id, &token, &error, plan))
                     .await;
+                self.count(done, &self.metrics.failed);
             }
         }
     }
 
+    /// Counts a recorded outcome: `Done` in `counter`, a retry, or a stale report.
+    fn count(&self, finish: Option<Finish>, counter: &std::sync::atomic::AtomicU64) {
+        match finish {
+            Some(Finish::Done) => inc(counter),
+            Some(Finish::Retrying) => inc(&self.metrics.retried),
+            Some(Finish::Stale) => inc(&self.metrics.stale),
+            None => {}
+        }
+    }
+
     /// Reports an outcome, retrying while the store is unavailable for up to one lease:
-    /// past that, the lease has expired and the reaper takes the task back anyway.
-    async fn report<F, Fut>(&self, task_id: &str, mut call: F)
+    /// past that, the lease has expired and the reaper takes the task back anyway. Returns
+    /// what the store did, or `None` when it could not be told.
+    async fn report<F, Fut>(&self, task_id: &str, mut call: F) -> Option<Finish>
     where
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = Result<Finish, StoreError>>,
@@ -248,9 +282,9 @@ impl Worker {
                         task_id,
                         "Outcome rejected: this worker no longer holds the lease."
                     );
-                    return;
+                    return Some(Finish::Stale);
                 }
-                Ok(_) => return,
+                Ok(finish) => return Some(finish),
                 Err(error) if tokio::time::Instant::now() + backoff < deadline => {
                     debug!(%error, task_id, "Cannot record the outcome yet; retrying.");
                     tokio::time::sleep(backoff).await;
@@ -259,7 +293,7 @@ impl Worker {
                 Err(error) => {
                     warn!(%error, task_id, "Gave up recording the outcome; the lease will expire \
                           and the task will be retried.");
-                    return;
+                    return None;
                 }
             }
         }

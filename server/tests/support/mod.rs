@@ -224,10 +224,12 @@ impl ServerProcess {
         let config = scratch.0.join("stack.yaml");
         std::fs::write(&config, "# settings come from --set\n").expect("write stack file");
         let mut command = Command::new(env!("CARGO_BIN_EXE_taskmanager-server"));
-        command
-            .arg("--config")
-            .arg(&config)
-            .args(["--listen", "127.0.0.1:0"]);
+        command.arg("--config").arg(&config).args([
+            "--listen",
+            "127.0.0.1:0",
+            "--metrics-listen",
+            "127.0.0.1:0",
+        ]);
         for set in sets {
             command.args(["--set", set]);
         }
