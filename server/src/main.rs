@@ -29,10 +29,52 @@ struct Args {
     /// Serve metrics on this address instead of 0.0.0.0:<server.metrics_port>.
     #[arg(long)]
     metrics_listen: Option<SocketAddr>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Command {
+    /// Exit 0 when `GET URL` answers 200 (a container health check without a shell).
+    Probe {
+        /// The URL, such as http://127.0.0.1:9090/healthz.
+        #[arg(long)]
+        url: String,
+    },
+}
+
+/// `GET url` over plain HTTP/1.1; true on a 200 answer within two seconds.
+fn probe(url: &str) -> bool {
+    use std::io::{Read, Write};
+    use std::net::ToSocketAddrs;
+    let Some(rest) = url.strip_prefix("http://") else {
+        return false;
+    };
+    let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
+    let Some(addr) = authority.to_socket_addrs().ok().and_then(|mut a| a.next()) else {
+        return false;
+    };
+    let timeout = std::time::Duration::from_secs(2);
+    let Ok(mut stream) = std::net::TcpStream::connect_timeout(&addr, timeout) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(timeout));
+    let request = format!("GET /{path} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\n\r\n");
+    let mut response = String::new();
+    stream.write_all(request.as_bytes()).is_ok()
+        && stream.read_to_string(&mut response).is_ok()
+        && response.starts_with("HTTP/1.1 200")
 }
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    if let Some(Command::Probe { url }) = &args.command {
+        return if probe(url) {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        };
+    }
     let loaded = match Loader::new()
         .file(&args.config)
         .environment(args.env.as_deref())

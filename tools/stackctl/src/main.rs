@@ -1,5 +1,6 @@
 //! `stackctl`: check, explain and render `stack.yaml`.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -46,6 +47,20 @@ enum Command {
     Get {
         /// Dotted key path.
         key: String,
+    },
+    /// Render the Kubernetes manifests, observability configs, Dockerfiles and the
+    /// `docker run` script into a directory, replacing it only when everything rendered and
+    /// checked out.
+    Render {
+        /// Output directory.
+        #[arg(long, short = 'o', default_value = "rendered")]
+        out: PathBuf,
+        /// Templates directory overriding the built-in templates.
+        #[arg(long)]
+        templates: Option<PathBuf>,
+        /// Write nothing; print a diff and exit 1 when the output on disk is stale.
+        #[arg(long)]
+        check: bool,
     },
     /// Print the fully resolved configuration (secrets redacted).
     Config {
@@ -113,6 +128,11 @@ fn real_main(cli: Cli) -> Result<ExitCode, String> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Render {
+            out,
+            templates,
+            check,
+        } => render(&cli.source, &out, templates, check),
         Command::Config { format } => {
             let loaded = load(&cli.source)?;
             let mut resolved = serde_json::to_value(&loaded.stack).expect("a stack serializes");
@@ -164,5 +184,59 @@ fn check(source: &Source) -> Result<ExitCode, String> {
         eprintln!("{warning}");
     }
     println!("{}: valid ({checked})", source.config);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Renders the stack into `out` (or, with `check`, compares with it).
+fn render(
+    source: &Source,
+    out: &std::path::Path,
+    templates: Option<PathBuf>,
+    check: bool,
+) -> Result<ExitCode, String> {
+    let loaded = load(source)?;
+    let templates = match templates {
+        Some(dir) => stack_render::Templates::directory(dir),
+        None => stack_render::Templates::embedded(),
+    };
+    let rendered = stack_render::render(&loaded.stack, &templates).map_err(|error| {
+        format!(
+            "error: {error}\nnothing was written; {} is unchanged",
+            out.display()
+        )
+    })?;
+    if check {
+        let diffs = stack_render::diff(out, &rendered)
+            .map_err(|error| format!("error: cannot read {}: {error}", out.display()))?;
+        if diffs.is_empty() {
+            println!(
+                "{}: up to date ({} files)",
+                out.display(),
+                rendered.files.len()
+            );
+            return Ok(ExitCode::SUCCESS);
+        }
+        for diff in &diffs {
+            match diff {
+                stack_render::Diff::Missing(path) => println!("missing: {path}"),
+                stack_render::Diff::Extra(path) => println!("no longer rendered: {path}"),
+                stack_render::Diff::Changed(_, unified) => print!("{unified}"),
+            }
+        }
+        eprintln!(
+            "{}: stale ({} of {} files differ); run `stackctl render` to update it",
+            out.display(),
+            diffs.len(),
+            rendered.files.len()
+        );
+        return Ok(ExitCode::FAILURE);
+    }
+    stack_render::write_atomically(out, &rendered)
+        .map_err(|error| format!("error: cannot write {}: {error}", out.display()))?;
+    println!(
+        "rendered {} files into {}",
+        rendered.files.len(),
+        out.display()
+    );
     Ok(ExitCode::SUCCESS)
 }

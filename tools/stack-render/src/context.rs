@@ -1,0 +1,132 @@
+//! What templates see: the resolved stack and the values derived from it.
+
+use serde_json::{Value, json};
+use stack_config::Stack;
+
+/// Ports of the observability components (their images' defaults).
+pub(crate) const PORTS: [(&str, u16); 9] = [
+    ("prometheus", 9090),
+    ("grafana", 3000),
+    ("loki", 3100),
+    ("tempo", 3200),
+    ("otlp_grpc", 4317),
+    ("otlp_http", 4318),
+    ("mimir", 9009),
+    ("promtail", 9080),
+    ("alloy", 12345),
+];
+
+/// The components with an object name of their own.
+const COMPONENTS: [&str; 10] = [
+    "server",
+    "client",
+    "redis",
+    "prometheus",
+    "grafana",
+    "loki",
+    "tempo",
+    "mimir",
+    "promtail",
+    "alloy",
+];
+
+/// The resolved stack as JSON, without the overlays (already applied).
+pub(crate) fn resolved(stack: &Stack) -> Value {
+    let mut value = serde_json::to_value(stack).expect("a stack serializes");
+    if let Some(map) = value.as_object_mut() {
+        map.remove("environments");
+    }
+    value
+}
+
+/// The stack file the server and client pods read: the resolved settings, without the
+/// Redis password (pods get it from the Secret through an environment variable).
+pub(crate) fn server_stack_yaml(stack: &Stack) -> String {
+    let mut value = resolved(stack);
+    if let Some(auth) = value
+        .pointer_mut("/redis/auth")
+        .and_then(Value::as_object_mut)
+    {
+        auth.insert("password".into(), Value::Null);
+    }
+    format!(
+        "# The resolved stack of instance {:?}, rendered by stackctl. Do not edit: edit \
+         stack.yaml and render again.\n{}",
+        stack.name.as_str(),
+        stack_config::to_yaml(&value)
+    )
+}
+
+/// The template context.
+pub(crate) fn build(stack: &Stack) -> Value {
+    let o = &stack.observability;
+    let ns = stack.namespace.to_string();
+    let mut names = serde_json::Map::new();
+    for component in COMPONENTS {
+        names.insert(component.into(), stack.object_name(component).into());
+    }
+    names.insert("config".into(), stack.object_name("config").into());
+    let images = &stack.images;
+    let image = json!({
+        "server": stack.server_image(),
+        "client": stack.client_image(),
+        "redis": images.third_party(&stack.redis.image),
+        "prometheus": images.third_party(&o.prometheus.image),
+        "grafana": images.third_party(&o.grafana.image),
+        "loki": images.third_party(&o.loki.image),
+        "tempo": images.third_party(&o.tempo.image),
+        "mimir": images.third_party(&o.mimir.image),
+        "promtail": images.third_party(&o.logs.promtail.image),
+        "alloy": images.third_party(&o.logs.alloy.image),
+    });
+    let versions = json!({
+        "redis": stack.redis.image.tag.as_str(),
+        "prometheus": o.prometheus.image.tag.as_str(),
+        "grafana": o.grafana.image.tag.as_str(),
+        "loki": o.loki.image.tag.as_str(),
+        "tempo": o.tempo.image.tag.as_str(),
+        "mimir": o.mimir.image.tag.as_str(),
+        "promtail": o.logs.promtail.image.tag.as_str(),
+        "alloy": o.logs.alloy.image.tag.as_str(),
+    });
+    let ports: serde_json::Map<String, Value> = PORTS
+        .iter()
+        .map(|(name, port)| ((*name).to_owned(), (*port).into()))
+        .collect();
+    let grace = stack.server.shutdown_grace.get().as_secs_f64().ceil() as u64;
+    json!({
+        "stack": resolved(stack),
+        "ns": ns,
+        "n": names,
+        "image": image,
+        "versions": versions,
+        "ports": ports,
+        "grace_seconds": grace,
+        "addresses": addresses(stack),
+        "configs": {},
+        "checksums": {},
+        "resources": [],
+        "version": env!("CARGO_PKG_VERSION"),
+    })
+}
+
+/// The addresses components dial, as the manifests and configs write them.
+pub(crate) fn addresses(stack: &Stack) -> Value {
+    let svc = |component: &str, port: u16| {
+        format!(
+            "http://{}.{}.svc:{port}",
+            stack.object_name(component),
+            stack.namespace
+        )
+    };
+    let port = |name: &str| {
+        PORTS
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map_or(0, |(_, p)| *p)
+    };
+    json!({
+        "client_to_server": stack.client.address.clone().unwrap_or_else(|| svc("server", stack.server.port.get())),
+        "otlp": stack.observability.tracing.endpoint.clone().unwrap_or_else(|| svc("tempo", port("otlp_grpc"))),
+    })
+}

@@ -1,0 +1,183 @@
+//! Renders everything a deployment needs from a stack: Kubernetes manifests, the
+//! observability configs (each rendered once; the same bytes go into its ConfigMap),
+//! Dockerfiles and the `docker run` script.
+//!
+//! Templates live in the repository's `templates/` and are embedded in the binary
+//! ([`Templates::embedded`]); a directory can override them ([`Templates::directory`]).
+//! Undefined variables are errors, and values enter YAML only through filters that cannot
+//! change its structure (`q`: a JSON scalar, which YAML reads back exactly; `yaml`: a nested
+//! value as block YAML whose strings are JSON-quoted; `block`: a file as an exact YAML block
+//! scalar). After rendering, [`crossref`] checks that every address dialled, selector and
+//! reference resolves to something rendered.
+
+mod context;
+pub mod crossref;
+mod filters;
+mod output;
+mod templates;
+
+use std::collections::BTreeMap;
+
+use sha2::Digest;
+use stack_config::Stack;
+
+pub use output::{Diff, diff, write_atomically};
+pub use templates::Templates;
+
+/// Why rendering failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RenderError {
+    /// A template could not be loaded or rendered.
+    #[error("template {template}: {message}")]
+    Template {
+        /// The template's path under `templates/`.
+        template: String,
+        /// What went wrong, with the line when known.
+        message: String,
+    },
+    /// A template directory could not be read.
+    #[error("cannot read templates from {path}: {error}")]
+    Io {
+        /// The directory.
+        path: String,
+        /// The error.
+        error: std::io::Error,
+    },
+    /// The rendered manifests refer to things that were not rendered.
+    #[error("the rendered stack does not hold together:\n{}", .0.iter().map(|p| format!("  - {p}")).collect::<Vec<_>>().join("\n"))]
+    CrossReference(Vec<String>),
+}
+
+/// Rendered files by path relative to the output directory, in a stable order.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Rendered {
+    /// Path (`k8s/server.yaml`) to content.
+    pub files: BTreeMap<String, String>,
+}
+
+/// Which templates render for this stack, in order: configs first (their checksums and bytes
+/// feed the manifests), the kustomization last (it lists the rest).
+fn selected(stack: &Stack) -> Vec<(&'static str, &'static str)> {
+    let o = &stack.observability;
+    let logs_to = |shipper| o.logs.enabled && o.loki.enabled && o.logs.shipper == shipper;
+    let managed = stack.redis.mode == stack_config::model::RedisMode::Managed;
+    let mut out = Vec::new();
+    let mut add = |on: bool, template: &'static str, output: &'static str| {
+        if on {
+            out.push((template, output));
+        }
+    };
+    use stack_config::model::LogShipper::{Alloy, Promtail};
+    add(
+        o.prometheus.enabled,
+        "configs/prometheus.yml",
+        "configs/prometheus.yml",
+    );
+    add(o.loki.enabled, "configs/loki.yaml", "configs/loki.yaml");
+    add(
+        logs_to(Promtail),
+        "configs/promtail.yaml",
+        "configs/promtail.yaml",
+    );
+    add(
+        logs_to(Alloy),
+        "configs/config.alloy",
+        "configs/config.alloy",
+    );
+    add(o.tempo.enabled, "configs/tempo.yaml", "configs/tempo.yaml");
+    add(o.mimir.enabled, "configs/mimir.yaml", "configs/mimir.yaml");
+    add(
+        o.grafana.enabled,
+        "configs/grafana-datasources.yaml",
+        "configs/grafana-datasources.yaml",
+    );
+    add(
+        o.grafana.enabled,
+        "configs/grafana-dashboards.yaml",
+        "configs/grafana-dashboards.yaml",
+    );
+    add(
+        o.grafana.enabled,
+        "configs/taskmanager-dashboard.json",
+        "configs/taskmanager-dashboard.json",
+    );
+    add(true, "k8s/namespace.yaml", "k8s/namespace.yaml");
+    add(true, "k8s/server.yaml", "k8s/server.yaml");
+    add(stack.client.enabled, "k8s/client.yaml", "k8s/client.yaml");
+    add(managed, "k8s/redis.yaml", "k8s/redis.yaml");
+    add(
+        managed,
+        "k8s/network-policies.yaml",
+        "k8s/network-policies.yaml",
+    );
+    add(
+        o.prometheus.enabled,
+        "k8s/prometheus.yaml",
+        "k8s/prometheus.yaml",
+    );
+    add(o.grafana.enabled, "k8s/grafana.yaml", "k8s/grafana.yaml");
+    add(o.loki.enabled, "k8s/loki.yaml", "k8s/loki.yaml");
+    add(logs_to(Promtail), "k8s/promtail.yaml", "k8s/promtail.yaml");
+    add(logs_to(Alloy), "k8s/alloy.yaml", "k8s/alloy.yaml");
+    add(o.tempo.enabled, "k8s/tempo.yaml", "k8s/tempo.yaml");
+    add(o.mimir.enabled, "k8s/mimir.yaml", "k8s/mimir.yaml");
+    add(true, "docker/server.Dockerfile", "docker/server.Dockerfile");
+    add(true, "docker/client.Dockerfile", "docker/client.Dockerfile");
+    add(true, "local/docker-run.sh", "local/docker-run.sh");
+    add(true, "k8s/kustomization.yaml", "k8s/kustomization.yaml");
+    out
+}
+
+/// The hex SHA-256 of `text`.
+fn sha256(text: &str) -> String {
+    sha2::Sha256::digest(text.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Renders every file for `stack`, then checks that the result holds together.
+pub fn render(stack: &Stack, templates: &Templates) -> Result<Rendered, RenderError> {
+    let env = templates.environment()?;
+    let mut context = context::build(stack);
+    let mut files = BTreeMap::new();
+    let server_stack = context::server_stack_yaml(stack);
+    files.insert("configs/stack.yaml".to_owned(), server_stack);
+    let mut configs = serde_json::Map::new();
+    let mut checksums = serde_json::Map::new();
+    let mut publish = |files: &BTreeMap<String, String>, context: &mut serde_json::Value| {
+        for (path, text) in files {
+            if let Some(name) = path.strip_prefix("configs/") {
+                configs.insert(name.to_owned(), text.clone().into());
+                checksums.insert(name.to_owned(), sha256(text).into());
+            }
+        }
+        context["configs"] = configs.clone().into();
+        context["checksums"] = checksums.clone().into();
+    };
+    publish(&files, &mut context);
+    for (template, output) in selected(stack) {
+        if template == "k8s/kustomization.yaml" {
+            let resources: Vec<String> = files
+                .keys()
+                .filter_map(|path| path.strip_prefix("k8s/"))
+                .map(str::to_owned)
+                .collect();
+            context["resources"] = resources.into();
+        }
+        let text = templates::render_one(&env, template, &context)?;
+        if !text.trim().is_empty() {
+            files.insert(output.to_owned(), text);
+        }
+        if template.starts_with("configs/") {
+            publish(&files, &mut context);
+        }
+    }
+    let rendered = Rendered { files };
+    let problems = crossref::check(stack, &rendered);
+    if problems.is_empty() {
+        Ok(rendered)
+    } else {
+        Err(RenderError::CrossReference(problems))
+    }
+}
