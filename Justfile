@@ -29,6 +29,28 @@ server *args:
 client *args:
     cargo run --quiet --locked -p taskmanager-client -- {{args}}
 
+# Render manifests, configs, Dockerfiles and the docker run script into rendered/.
+render *args:
+    {{stackctl}} render {{args}}
+
+# Apply the rendered manifests to the current kubectl context.
+deploy: render
+    kubectl apply -k rendered/k8s
+
+# Build the server and client images, named and tagged from stack.yaml.
+build: render
+    docker build -f rendered/docker/server.Dockerfile -t "$({{stackctl}} get derived.images.server)" .
+    docker build -f rendered/docker/client.Dockerfile -t "$({{stackctl}} get derived.images.client)" .
+
+# Push the images built by `just build`.
+push:
+    docker push "$({{stackctl}} get derived.images.server)"
+    docker push "$({{stackctl}} get derived.images.client)"
+
+# Run the stack with `docker run` (Redis, server, client demo); `just docker-run down` stops it.
+docker-run action="up": render
+    rendered/local/docker-run.sh {{action}}
+
 # Validate stack.yaml in every environment.
 check *args:
     {{stackctl}} check {{args}}

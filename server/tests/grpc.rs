@@ -147,6 +147,15 @@ async fn a_task_is_accepted_run_and_streamed_to_completion() {
     assert_eq!(again[0].sequence, last.sequence);
 
     let metrics = scrape(h.server.metrics_addr).await;
+    // The container health check probes the same endpoint.
+    let probe = |url: String| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_taskmanager-server"))
+            .args(["probe", "--url", &url])
+            .status()
+            .expect("the probe runs")
+    };
+    assert!(probe(format!("http://{}/healthz", h.server.metrics_addr)).success());
+    assert!(!probe(format!("http://{}/nothing-here", h.server.metrics_addr)).success());
     for line in [
         "taskmanager_tasks_submitted_total 1\n",
         "taskmanager_attempts_started_total 1\n",

@@ -8,7 +8,9 @@ here="$(cd "$(dirname "$0")" && pwd)"
 config="$here/../configs/stack.yaml"
 network={{ stack.name | sh }}
 redis_name={{ n.redis | sh }}
+{%- if stack.redis.mode == "managed" %}
 redis_image={{ image.redis | sh }}
+{%- endif %}
 redis_port={{ stack.redis.port | string | sh }}
 redis_host={{ (n.redis if stack.redis.mode == "managed" else stack.redis.host) | sh }}
 key_prefix={{ stack.redis.key_prefix | sh }}
@@ -27,12 +29,14 @@ down() {
 
 up() {
   docker network inspect "$network" >/dev/null 2>&1 || docker network create "$network" >/dev/null
-  password_args=()
   if [ "$auth" = true ]; then
     : "${TASKMANAGER__REDIS__AUTH__PASSWORD:?set TASKMANAGER__REDIS__AUTH__PASSWORD to the Redis password}"
-    password_args=(--requirepass "$TASKMANAGER__REDIS__AUTH__PASSWORD")
   fi
 {%- if stack.redis.mode == "managed" %}
+  password_args=()
+  if [ "$auth" = true ]; then
+    password_args=(--requirepass "$TASKMANAGER__REDIS__AUTH__PASSWORD")
+  fi
   docker run -d --name "$redis_name" --network "$network" \
     -v "$redis_name-data:/data" "$redis_image" \
     redis-server --port "$redis_port" --dir /data --appendonly yes \

@@ -55,6 +55,9 @@ pub fn documents(rendered: &Rendered) -> (Vec<(String, Value)>, Vec<String>) {
     (docs, problems)
 }
 
+/// A rendered Service: its selector and its (target port name, port) pairs.
+type Service = (BTreeMap<String, String>, Vec<(String, i64)>);
+
 struct Workload {
     labels: BTreeMap<String, String>,
     ports: BTreeSet<String>,
@@ -99,8 +102,7 @@ fn host_port(address: &str) -> Option<(String, u16)> {
 pub fn check(stack: &Stack, rendered: &Rendered) -> Vec<String> {
     let (docs, mut problems) = documents(rendered);
     let ns = stack.namespace.as_str();
-    let mut services: BTreeMap<String, (BTreeMap<String, String>, Vec<(String, i64)>)> =
-        BTreeMap::new();
+    let mut services: BTreeMap<String, Service> = BTreeMap::new();
     let mut config_maps = BTreeSet::new();
     let mut accounts = BTreeSet::new();
     let mut roles = BTreeSet::new();
@@ -306,11 +308,10 @@ pub fn check(stack: &Stack, rendered: &Rendered) -> Vec<String> {
         let service = labels.next().unwrap_or_default();
         let namespace = labels.next();
         let rest: Vec<&str> = labels.collect();
-        let in_cluster = match (namespace, rest.as_slice()) {
-            (None, []) => true,
-            (Some(_), ["svc"] | ["svc", "cluster", "local"]) => true,
-            _ => false,
-        };
+        let in_cluster = matches!(
+            (namespace, rest.as_slice()),
+            (None, []) | (Some(_), ["svc"] | ["svc", "cluster", "local"])
+        );
         if !in_cluster {
             continue;
         }

@@ -83,10 +83,10 @@ fn walk(root: &Path, dir: &Path, out: &mut Vec<(String, String)>) -> std::io::Re
 /// A template error with its location and the chain of causes.
 pub(crate) fn template_error(template: &str, error: &minijinja::Error) -> RenderError {
     let mut message = error.to_string();
-    if let (Some(name), Some(line)) = (error.name(), error.line()) {
-        if !message.contains(&format!("line {line}")) {
-            message = format!("{message} ({name}, line {line})");
-        }
+    if let (Some(name), Some(line)) = (error.name(), error.line())
+        && !message.contains(&format!("line {line}"))
+    {
+        message = format!("{message} ({name}, line {line})");
     }
     let mut source = std::error::Error::source(error);
     while let Some(cause) = source {

@@ -267,3 +267,100 @@ fn a_missing_file_is_reported() {
     assert_eq!(output.status.code(), Some(1));
     assert!(stderr(&output).starts_with("error[read]: (document): cannot read stack.yaml"));
 }
+
+#[test]
+fn render_writes_checks_and_keeps_the_old_output_on_failure() {
+    let dir = Scratch::new();
+    let stack = std::fs::read_to_string(repo().join("stack.yaml")).expect("read");
+    dir.write("stack.yaml", &stack);
+
+    let output = run(&dir.0, &["render", "--out", "out"], &[]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert!(
+        stdout(&output).starts_with("rendered 24 files into out"),
+        "{}",
+        stdout(&output)
+    );
+    let server = dir.0.join("out/k8s/server.yaml");
+    let before = std::fs::read_to_string(&server).expect("rendered");
+
+    let output = run(&dir.0, &["render", "--out", "out", "--check"], &[]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert_eq!(stdout(&output), "out: up to date (24 files)\n");
+
+    // A change in stack.yaml makes the output stale; --check shows the diff.
+    let output = run(
+        &dir.0,
+        &[
+            "render",
+            "--out",
+            "out",
+            "--check",
+            "--set",
+            "images.tag=2.0.0",
+        ],
+        &[],
+    );
+    assert_eq!(output.status.code(), Some(1));
+    let diff = stdout(&output);
+    assert!(
+        diff.contains("--- a/k8s/server.yaml\n+++ b/k8s/server.yaml\n"),
+        "{diff}"
+    );
+    assert!(
+        diff.contains("+          image: \"localhost:5000/taskmanager-server:2.0.0\""),
+        "{diff}"
+    );
+    assert!(stderr(&output).contains("stale"), "{}", stderr(&output));
+
+    // A template error renders nothing and leaves the previous output as it was.
+    std::fs::create_dir_all(dir.0.join("templates/k8s")).expect("dir");
+    std::fs::write(
+        dir.0.join("templates/k8s/server.yaml"),
+        "{{ no_such_value }}\n",
+    )
+    .expect("write");
+    let output = run(
+        &dir.0,
+        &["render", "--out", "out", "--templates", "templates"],
+        &[],
+    );
+    assert_eq!(output.status.code(), Some(1));
+    let errors = stderr(&output);
+    assert!(
+        errors.starts_with("error: template k8s/server.yaml:"),
+        "{errors}"
+    );
+    assert!(errors.contains("no_such_value"), "{errors}");
+    assert!(
+        errors.contains("nothing was written; out is unchanged"),
+        "{errors}"
+    );
+    assert_eq!(std::fs::read_to_string(&server).expect("kept"), before);
+
+    // So does an invalid stack.
+    let output = run(
+        &dir.0,
+        &["render", "--out", "out", "--set", "server.port=0"],
+        &[],
+    );
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        stderr(&output).contains("error[invalid-value]: server.port"),
+        "{}",
+        stderr(&output)
+    );
+    assert_eq!(std::fs::read_to_string(&server).expect("kept"), before);
+}
+
+#[test]
+fn the_committed_rendered_output_is_current() {
+    let output = run(&repo(), &["render", "--check"], &[]);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "rendered/ is stale: run `just render` (or `cargo run -p stackctl -- render`) and \
+         commit it\n{}",
+        stdout(&output)
+    );
+}

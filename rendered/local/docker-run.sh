@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# Rendered by stackctl from stack.yaml: runs Redis, the server and the client's demo with
+# `docker run`. Usage: docker-run.sh [up|down]
+set -euo pipefail
+
+here="$(cd "$(dirname "$0")" && pwd)"
+config="$here/../configs/stack.yaml"
+network='taskmanager'
+redis_name='taskmanager-redis'
+redis_image='redis:7.4-alpine'
+redis_port='6379'
+redis_host='taskmanager-redis'
+key_prefix='taskmanager:'
+server_name='taskmanager-server'
+server_image='localhost:5000/taskmanager-server:0.1.0'
+server_port='50051'
+metrics_port='9090'
+client_name='taskmanager-client'
+client_image='localhost:5000/taskmanager-client:0.1.0'
+client_mode='demo'
+auth='true'
+
+down() {
+  docker rm -f "$client_name" "$server_name" "$redis_name" >/dev/null 2>&1 || true
+}
+
+up() {
+  docker network inspect "$network" >/dev/null 2>&1 || docker network create "$network" >/dev/null
+  if [ "$auth" = true ]; then
+    : "${TASKMANAGER__REDIS__AUTH__PASSWORD:?set TASKMANAGER__REDIS__AUTH__PASSWORD to the Redis password}"
+  fi
+  password_args=()
+  if [ "$auth" = true ]; then
+    password_args=(--requirepass "$TASKMANAGER__REDIS__AUTH__PASSWORD")
+  fi
+  docker run -d --name "$redis_name" --network "$network" \
+    -v "$redis_name-data:/data" "$redis_image" \
+    redis-server --port "$redis_port" --dir /data --appendonly yes \
+    --appendfsync 'everysec' --save "" "${password_args[@]}"
+  docker run -d --name "$server_name" --network "$network" \
+    -p "$server_port:$server_port" -p "$metrics_port:$metrics_port" \
+    -e TASKMANAGER__REDIS__MODE=external \
+    -e "TASKMANAGER__REDIS__HOST=$redis_host" \
+    -e "TASKMANAGER__REDIS__PORT=$redis_port" \
+    -e "TASKMANAGER__REDIS__KEY_PREFIX=$key_prefix" \
+    -e "TASKMANAGER__REDIS__AUTH__ENABLED=$auth" \
+    -e TASKMANAGER__REDIS__AUTH__PASSWORD \
+    -v "$config:/etc/taskmanager/stack.yaml:ro" \
+    "$server_image" --config /etc/taskmanager/stack.yaml
+  docker run -d --name "$client_name" --network "$network" \
+    -v "$config:/etc/taskmanager/stack.yaml:ro" \
+    "$client_image" --config /etc/taskmanager/stack.yaml \
+    --address "http://$server_name:$server_port" "$client_mode"
+  echo "server: localhost:$server_port (metrics on localhost:$metrics_port)"
+}
+
+case "${1:-up}" in
+  up) up ;;
+  down) down ;;
+  *) echo "usage: $0 [up|down]" >&2; exit 2 ;;
+esac
