@@ -31,6 +31,9 @@ pub use settings::Settings;
 use store::{MemoryStore, RedisStore, Store};
 use worker::handler::Registry;
 
+/// The gRPC health service name that reports the process alive, for liveness probes.
+pub const LIVENESS: &str = "liveness";
+
 /// Why the server stopped with an error.
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
@@ -96,6 +99,11 @@ pub async fn serve(
             .set_service_status(service, tonic_health::ServingStatus::NotServing)
             .await;
     }
+    // "liveness" answers SERVING while the process runs, whatever the store does: a
+    // liveness probe on it restarts a stuck server, never one that waits for Redis.
+    health
+        .set_service_status(LIVENESS, tonic_health::ServingStatus::Serving)
+        .await;
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(taskmanager_proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)

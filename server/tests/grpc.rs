@@ -593,6 +593,13 @@ async fn health_and_reflection_are_served() {
         .await
         .expect("health");
     assert_eq!(overall.into_inner().status(), ServingStatus::Serving);
+    let liveness = health
+        .check(tonic_health::pb::HealthCheckRequest {
+            service: "liveness".into(),
+        })
+        .await
+        .expect("health");
+    assert_eq!(liveness.into_inner().status(), ServingStatus::Serving);
 
     use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
     use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;

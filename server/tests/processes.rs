@@ -8,12 +8,34 @@ use std::time::{Duration, Instant};
 
 use support::{Redis, ServerProcess};
 use taskmanager_proto::pb;
+use taskmanager_proto::pb::task_manager_client::TaskManagerClient;
 use tonic::Code;
+use tonic::transport::Channel;
 
 fn sets(redis: &Redis, extra: &[&str]) -> Vec<String> {
     let mut sets = support::fast_sets(redis);
     sets.extend(extra.iter().map(|s| (*s).to_owned()));
     sets
+}
+
+/// Waits until `GetTask` reports `status` for `id`.
+async fn wait_for_status(
+    client: &TaskManagerClient<Channel>,
+    id: &str,
+    status: &str,
+    timeout: Duration,
+) {
+    support::wait_until_async(timeout, status, || {
+        let mut client = client.clone();
+        let id = id.to_owned();
+        async move {
+            client
+                .get_task(pb::GetTaskRequest { task_id: id })
+                .await
+                .is_ok_and(|t| t.into_inner().status == status)
+        }
+    })
+    .await;
 }
 
 fn task(description: &str) -> pb::TaskRequest {
@@ -200,6 +222,15 @@ async fn a_redis_outage_fails_fast_and_the_server_recovers() {
         async move { status(health).await == Some(ServingStatus::NotServing) }
     })
     .await;
+    // The process is alive all the same: a liveness probe must not restart it.
+    let mut alive = health.clone();
+    let liveness = alive
+        .check(HealthCheckRequest {
+            service: "liveness".into(),
+        })
+        .await
+        .expect("health answers");
+    assert_eq!(liveness.into_inner().status(), ServingStatus::Serving);
 
     redis.restart();
     support::wait_until_async(Duration::from_secs(20), "SERVING again", || {
@@ -218,17 +249,7 @@ async fn a_redis_outage_fails_fast_and_the_server_recovers() {
     .await
     .expect("submissions work again without restarting the server");
     for id in [before, after] {
-        support::wait_until_async(Duration::from_secs(20), "the task to complete", || {
-            let mut client = client.clone();
-            let id = id.clone();
-            async move {
-                client
-                    .get_task(pb::GetTaskRequest { task_id: id })
-                    .await
-                    .is_ok_and(|t| t.into_inner().status == "COMPLETED")
-            }
-        })
-        .await;
+        wait_for_status(&client, &id, "COMPLETED", Duration::from_secs(20)).await;
     }
 }
 
@@ -250,17 +271,7 @@ async fn sigterm_hands_running_tasks_back_and_exits_cleanly() {
         .expect("accepted")
         .into_inner()
         .task_id;
-    support::wait_until_async(Duration::from_secs(10), "IN_PROGRESS", || {
-        let mut client = client.clone();
-        let id = id.clone();
-        async move {
-            client
-                .get_task(pb::GetTaskRequest { task_id: id })
-                .await
-                .is_ok_and(|t| t.into_inner().status == "IN_PROGRESS")
-        }
-    })
-    .await;
+    wait_for_status(&client, &id, "IN_PROGRESS", Duration::from_secs(10)).await;
     let status = server.terminate().expect("the server exits");
     assert!(status.success(), "exit status {status:?}");
 
@@ -275,17 +286,7 @@ async fn sigterm_hands_running_tasks_back_and_exits_cleanly() {
         .expect("get");
     let task = task.into_inner();
     assert!(task.status == "QUEUED" || task.status == "IN_PROGRESS" || task.status == "COMPLETED");
-    support::wait_until_async(Duration::from_secs(20), "the task to complete", || {
-        let mut client = client.clone();
-        let id = id.clone();
-        async move {
-            client
-                .get_task(pb::GetTaskRequest { task_id: id })
-                .await
-                .is_ok_and(|t| t.into_inner().status == "COMPLETED")
-        }
-    })
-    .await;
+    wait_for_status(&client, &id, "COMPLETED", Duration::from_secs(20)).await;
     let done = client
         .get_task(pb::GetTaskRequest { task_id: id })
         .await

@@ -319,3 +319,26 @@ fn config_maps_hold_the_same_bytes_as_the_config_files() {
         .count();
     assert_eq!(checked, configs, "every config file is in a ConfigMap");
 }
+
+#[test]
+fn no_credential_is_rendered() {
+    let stack = Loader::new()
+        .file(shipped())
+        .env_vars([(
+            "TASKMANAGER__REDIS__AUTH__PASSWORD".to_owned(),
+            "s3cr3t-pa55".to_owned(),
+        )])
+        .load()
+        .expect("valid")
+        .stack;
+    assert!(stack.redis.auth.password.is_some());
+    let rendered = render(&stack, &Templates::embedded()).expect("renders");
+    for (path, text) in &rendered.files {
+        assert!(!text.contains("s3cr3t-pa55"), "{path} holds the password");
+        assert!(
+            !text.contains("<redacted>"),
+            "{path} holds a redacted placeholder"
+        );
+    }
+    assert!(rendered.files["k8s/server.yaml"].contains("secretKeyRef:"));
+}
