@@ -223,6 +223,7 @@ type StatusStream = Pin<Box<dyn Stream<Item = Result<pb::StatusResponse, Status>
 
 #[tonic::async_trait]
 impl TaskManager for TaskManagerService {
+    #[tracing::instrument(name = "SubmitTask", skip_all, fields(task_id))]
     async fn submit_task(
         &self,
         request: Request<pb::TaskRequest>,
@@ -240,6 +241,7 @@ impl TaskManager for TaskManagerService {
             .into_iter()
             .next()
             .ok_or_else(|| Status::internal("internal error: the store accepted nothing"))?;
+        tracing::Span::current().record("task_id", first.id.as_str());
         debug!(task_id = %first.id, deduplicated = first.deduplicated, "Task accepted.");
         Ok(Response::new(pb::TaskResponse {
             task_id: first.id,
@@ -249,6 +251,7 @@ impl TaskManager for TaskManagerService {
 
     type StreamTaskStatusStream = StatusStream;
 
+    #[tracing::instrument(name = "StreamTaskStatus", skip_all)]
     async fn stream_task_status(
         &self,
         request: Request<pb::StatusRequest>,
@@ -311,6 +314,7 @@ impl TaskManager for TaskManagerService {
         Ok(Response::new(Box::pin(ReceiverStream::new(receiver))))
     }
 
+    #[tracing::instrument(name = "SubmitTasks", skip_all)]
     async fn submit_tasks(
         &self,
         request: Request<pb::SubmitTasksRequest>,
@@ -351,6 +355,7 @@ impl TaskManager for TaskManagerService {
         }))
     }
 
+    #[tracing::instrument(name = "GetTask", skip_all)]
     async fn get_task(
         &self,
         request: Request<pb::GetTaskRequest>,
@@ -363,6 +368,7 @@ impl TaskManager for TaskManagerService {
         }
     }
 
+    #[tracing::instrument(name = "CancelTask", skip_all)]
     async fn cancel_task(
         &self,
         request: Request<pb::CancelTaskRequest>,

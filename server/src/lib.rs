@@ -14,6 +14,7 @@ pub mod metrics;
 pub mod settings;
 pub mod store;
 pub mod task;
+pub mod telemetry;
 pub mod worker;
 
 use std::net::SocketAddr;

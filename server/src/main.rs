@@ -6,7 +6,6 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use stack_config::Loader;
-use stack_config::model::{LogFormat, LogLevel};
 use taskmanager_server::{Settings, open_store, serve};
 use tokio_util::sync::CancellationToken;
 
@@ -104,7 +103,6 @@ fn main() -> ExitCode {
     if let Some(listen) = args.metrics_listen {
         settings.metrics_listen = listen;
     }
-    init_tracing(settings.log_level, settings.log_format);
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(error) => {
@@ -122,6 +120,18 @@ fn main() -> ExitCode {
 }
 
 async fn run(settings: Settings) -> Result<(), Box<dyn std::error::Error>> {
+    let telemetry = taskmanager_server::telemetry::init(
+        "taskmanager-server",
+        settings.log_level,
+        settings.log_format,
+        settings.traces.as_ref(),
+    )?;
+    let result = serve_until_stopped(settings).await;
+    telemetry.shutdown();
+    result
+}
+
+async fn serve_until_stopped(settings: Settings) -> Result<(), Box<dyn std::error::Error>> {
     let shutdown = CancellationToken::new();
     tokio::spawn(signals(shutdown.clone()));
     let listener = tokio::net::TcpListener::bind(settings.listen)
@@ -163,29 +173,4 @@ async fn signals(shutdown: CancellationToken) {
         _ = int.recv() => {}
     }
     shutdown.cancel();
-}
-
-fn init_tracing(level: LogLevel, format: LogFormat) {
-    use tracing_subscriber::EnvFilter;
-    let level = match level {
-        LogLevel::Trace => "trace",
-        LogLevel::Debug => "debug",
-        LogLevel::Info => "info",
-        LogLevel::Warn => "warn",
-        LogLevel::Error => "error",
-    };
-    // RUST_LOG, when set, refines the configured level.
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new(format!("warn,taskmanager_server={level}")));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Json => builder
-            .json()
-            .flatten_event(true)
-            .with_current_span(false)
-            .init(),
-        LogFormat::Text => builder.with_ansi(false).init(),
-    }
 }

@@ -8,6 +8,7 @@ use stack_config::model::{LogFormat, LogLevel, StoreKind};
 
 use crate::api::ApiLimits;
 use crate::store::RedisOptions;
+use crate::telemetry::TraceSettings;
 use crate::worker::WorkerSettings;
 use crate::worker::handler::Simulation;
 
@@ -40,6 +41,8 @@ pub struct Settings {
     pub log_level: LogLevel,
     /// Log format.
     pub log_format: LogFormat,
+    /// Where traces go, when they are sent.
+    pub traces: Option<TraceSettings>,
 }
 
 /// Why settings could not be derived.
@@ -125,8 +128,28 @@ impl Settings {
             shutdown_grace: server.shutdown_grace.get(),
             log_level: server.log.level,
             log_format: server.log.format,
+            traces: trace_settings(stack),
         })
     }
+}
+
+/// The trace destination: the configured endpoint, or the deployed Tempo.
+pub fn trace_settings(stack: &Stack) -> Option<TraceSettings> {
+    let tracing = &stack.observability.tracing;
+    if !tracing.enabled {
+        return None;
+    }
+    let endpoint = tracing.endpoint.clone().unwrap_or_else(|| {
+        format!(
+            "http://{}.{}.svc:4317",
+            stack.object_name("tempo"),
+            stack.namespace
+        )
+    });
+    Some(TraceSettings {
+        endpoint,
+        sampling_ratio: tracing.sampling_ratio,
+    })
 }
 
 #[cfg(test)]

@@ -11,7 +11,7 @@ use std::time::Duration;
 use rand::Rng;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, info, warn};
+use tracing::{Instrument, debug, info, warn};
 
 use crate::hub::Hub;
 use crate::metrics::{Metrics, inc};
@@ -118,7 +118,13 @@ impl Worker {
                     self.metrics
                         .running
                         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    self.execute(claim).await;
+                    let span = tracing::info_span!(
+                        "task",
+                        task_id = %claim.task.id,
+                        attempt = claim.task.attempt,
+                        kind = %claim.task.kind
+                    );
+                    self.execute(claim).instrument(span).await;
                     self.metrics
                         .running
                         .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);

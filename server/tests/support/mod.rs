@@ -179,6 +179,7 @@ pub(crate) fn fast_sets(redis: &Redis) -> Vec<String> {
         "server.simulation.failure_rate=0".into(),
         "server.log.format=text".into(),
         "server.log.level=warn".into(),
+        "observability.tracing.enabled=false".into(),
     ]
 }
 

@@ -23,7 +23,7 @@ pub struct Observability {
     pub tempo: Tempo,
     /// Mimir: long-term metric storage.
     pub mimir: Mimir,
-    /// Traces sent by the server and client.
+    /// Traces sent by the server: a span per API call and per task attempt.
     pub tracing: Tracing,
 }
 
@@ -294,7 +294,7 @@ impl Default for Mimir {
     }
 }
 
-/// Traces sent over OTLP by the server and client.
+/// Traces sent over OTLP/gRPC by the server.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct Tracing {

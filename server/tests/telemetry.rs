@@ -1,0 +1,112 @@
+//! Traces leave the server over OTLP: a real server process exports to a collector that this
+//! test runs (the OTLP trace service, as Tempo implements it).
+
+mod support;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
+    TraceService, TraceServiceServer,
+};
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
+use taskmanager_proto::pb;
+use tonic::{Request, Response, Status};
+
+#[derive(Clone, Default)]
+struct Collector(Arc<Mutex<Vec<ExportTraceServiceRequest>>>);
+
+#[tonic::async_trait]
+impl TraceService for Collector {
+    async fn export(
+        &self,
+        request: Request<ExportTraceServiceRequest>,
+    ) -> Result<Response<ExportTraceServiceResponse>, Status> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(request.into_inner());
+        Ok(Response::new(ExportTraceServiceResponse {
+            partial_success: None,
+        }))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spans_of_requests_and_tasks_reach_the_otlp_endpoint() {
+    let collector = Collector::default();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let endpoint = format!("http://{}", listener.local_addr().expect("address"));
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(TraceServiceServer::new(collector.clone()))
+            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+    );
+
+    let redis = support::Redis::start();
+    let mut sets = support::fast_sets(&redis);
+    sets.extend([
+        "observability.tracing.enabled=true".to_owned(),
+        format!("observability.tracing.endpoint={endpoint}"),
+        "observability.tracing.sampling_ratio=1".to_owned(),
+    ]);
+    let mut server = support::ServerProcess::start(&sets);
+    let mut client = support::client(server.addr).await;
+    let request = pb::TaskRequest {
+        task_description: "traced".into(),
+        ..Default::default()
+    };
+    let id = client
+        .submit_task(request)
+        .await
+        .expect("accepted")
+        .into_inner()
+        .task_id;
+    support::wait_until_async(Duration::from_secs(10), "COMPLETED", || {
+        let mut client = client.clone();
+        let id = id.clone();
+        async move {
+            client
+                .get_task(pb::GetTaskRequest { task_id: id })
+                .await
+                .is_ok_and(|t| t.into_inner().status == "COMPLETED")
+        }
+    })
+    .await;
+    // Shutting down flushes the spans still buffered.
+    assert!(server.terminate().expect("exits").success());
+
+    let exports = collector
+        .0
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clone();
+    let mut names = Vec::new();
+    for export in &exports {
+        for resource in &export.resource_spans {
+            let service = resource
+                .resource
+                .as_ref()
+                .and_then(|r| r.attributes.iter().find(|a| a.key == "service.name"))
+                .and_then(|a| a.value.as_ref())
+                .map(|v| format!("{:?}", v.value));
+            assert!(
+                service
+                    .as_deref()
+                    .is_some_and(|s| s.contains("taskmanager-server")),
+                "{service:?}"
+            );
+            for scope in &resource.scope_spans {
+                for span in &scope.spans {
+                    names.push(span.name.clone());
+                }
+            }
+        }
+    }
+    assert!(names.contains(&"SubmitTask".to_owned()), "{names:?}");
+    assert!(names.contains(&"task".to_owned()), "{names:?}");
+}
