@@ -183,6 +183,7 @@ impl TaskManagerService {
                 request.max_attempts
             },
             delay: Duration::from_millis(request.delay_ms),
+            trace_parent: crate::telemetry::current_traceparent(),
         })
     }
 }

@@ -96,6 +96,8 @@ pub struct NewTask {
     pub max_attempts: u32,
     /// Delay before the task becomes runnable.
     pub delay: Duration,
+    /// W3C `traceparent` of the call that submitted it, so that its attempts join that trace.
+    pub trace_parent: Option<String>,
 }
 
 /// The answer to one accepted submission.
@@ -146,6 +148,8 @@ pub struct TaskRecord {
     pub seq: u64,
     /// True when a cancellation was requested while running.
     pub cancel_requested: bool,
+    /// W3C `traceparent` of the call that submitted it.
+    pub trace_parent: Option<String>,
 }
 
 impl TaskRecord {

@@ -53,6 +53,7 @@ fn task(name: &str, priority: u8) -> NewTask {
         idempotency_key: None,
         max_attempts: 3,
         delay: Duration::ZERO,
+        trace_parent: Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".to_owned()),
     }
 }
 
@@ -80,6 +81,10 @@ async fn priority_then_fifo(subject: Subject) {
         assert_eq!(claim.task.state, TaskState::InProgress);
         assert_eq!(claim.task.attempt, 1);
         assert_eq!(claim.task.payload, vec![0, 159, 255]);
+        assert_eq!(
+            claim.task.trace_parent.as_deref(),
+            Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
+        );
         order.push(claim.task.id);
     }
     assert_eq!(order, expected);

@@ -86,6 +86,7 @@ async fn spans_of_requests_and_tasks_reach_the_otlp_endpoint() {
         .unwrap_or_else(std::sync::PoisonError::into_inner)
         .clone();
     let mut names = Vec::new();
+    let mut traces = std::collections::HashMap::new();
     for export in &exports {
         for resource in &export.resource_spans {
             let service = resource
@@ -103,10 +104,17 @@ async fn spans_of_requests_and_tasks_reach_the_otlp_endpoint() {
             for scope in &resource.scope_spans {
                 for span in &scope.spans {
                     names.push(span.name.clone());
+                    traces.insert(span.name.clone(), span.trace_id.clone());
                 }
             }
         }
     }
     assert!(names.contains(&"SubmitTask".to_owned()), "{names:?}");
     assert!(names.contains(&"task".to_owned()), "{names:?}");
+    // The attempt joins the trace of the call that submitted the task.
+    assert_eq!(
+        traces.get("task"),
+        traces.get("SubmitTask"),
+        "one trace from submit to run"
+    );
 }

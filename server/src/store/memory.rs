@@ -210,6 +210,7 @@ impl Store for MemoryStore {
                     updated_ms: signed(now),
                     seq: 0,
                     cancel_requested: false,
+                    trace_parent: task.trace_parent,
                 };
                 inner.tasks.insert(
                     id.clone(),

@@ -250,6 +250,7 @@ fn parse_task(fields: Vec<(String, Vec<u8>)>) -> Result<TaskRecord> {
         updated_ms: number("updated_ms")?,
         seq: u64::try_from(number("seq")?).unwrap_or_default(),
         cancel_requested: text("cancel") == "1",
+        trace_parent: Some(text("trace")).filter(|t| !t.is_empty()),
     })
 }
 
@@ -286,7 +287,8 @@ impl Store for RedisStore {
                 .arg(&task.payload[..])
                 .arg(task.idempotency_key.as_deref().unwrap_or(""))
                 .arg(task.max_attempts)
-                .arg(ms(task.delay));
+                .arg(ms(task.delay))
+                .arg(task.trace_parent.as_deref().unwrap_or(""));
         }
         let flat: Vec<(String, i64)> = invocation
             .invoke_async(&mut self.conn.clone())

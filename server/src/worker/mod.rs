@@ -124,6 +124,9 @@ impl Worker {
                         attempt = claim.task.attempt,
                         kind = %claim.task.kind
                     );
+                    if let Some(parent) = &claim.task.trace_parent {
+                        crate::telemetry::set_parent(&span, parent);
+                    }
                     self.execute(claim).instrument(span).await;
                     self.metrics
                         .running
