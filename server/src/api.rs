@@ -224,7 +224,7 @@ type StatusStream = Pin<Box<dyn Stream<Item = Result<pb::StatusResponse, Status>
 
 #[tonic::async_trait]
 impl TaskManager for TaskManagerService {
-    #[tracing::instrument(name = "SubmitTask", skip_all, fields(task_id))]
+    #[tracing::instrument(name = "SubmitTask", skip_all, fields(task_id, trace_id))]
     async fn submit_task(
         &self,
         request: Request<pb::TaskRequest>,
@@ -242,7 +242,11 @@ impl TaskManager for TaskManagerService {
             .into_iter()
             .next()
             .ok_or_else(|| Status::internal("internal error: the store accepted nothing"))?;
-        tracing::Span::current().record("task_id", first.id.as_str());
+        let span = tracing::Span::current();
+        span.record("task_id", first.id.as_str());
+        if let Some(trace_id) = crate::telemetry::trace_id(&span) {
+            span.record("trace_id", trace_id.as_str());
+        }
         debug!(task_id = %first.id, deduplicated = first.deduplicated, "Task accepted.");
         Ok(Response::new(pb::TaskResponse {
             task_id: first.id,

@@ -115,3 +115,14 @@ pub fn set_parent(span: &tracing::Span, traceparent: &str) {
     let context = opentelemetry_sdk::propagation::TraceContextPropagator::new().extract(&carrier);
     let _ = span.set_parent(context);
 }
+
+/// The trace id of `span` when it is traced, as Tempo and Grafana show it.
+pub fn trace_id(span: &tracing::Span) -> Option<String> {
+    use opentelemetry::trace::TraceContextExt;
+    use tracing_opentelemetry::OpenTelemetrySpanExt;
+    let context = span.context();
+    let span_context = context.span().span_context().clone();
+    span_context
+        .is_valid()
+        .then(|| span_context.trace_id().to_string())
+}

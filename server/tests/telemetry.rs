@@ -54,7 +54,13 @@ async fn spans_of_requests_and_tasks_reach_the_otlp_endpoint() {
         format!("observability.tracing.endpoint={endpoint}"),
         "observability.tracing.sampling_ratio=1".to_owned(),
     ]);
-    let mut server = support::ServerProcess::start(&sets);
+    sets.extend([
+        "server.log.level=debug".to_owned(),
+        "server.log.format=json".to_owned(),
+    ]);
+    let scratch = support::Scratch::new("telemetry");
+    let log = scratch.0.join("server.log");
+    let mut server = support::ServerProcess::start_logging(&sets, Some(&log));
     let mut client = support::client(server.addr).await;
     let request = pb::TaskRequest {
         task_description: "traced".into(),
@@ -117,4 +123,17 @@ async fn spans_of_requests_and_tasks_reach_the_otlp_endpoint() {
         traces.get("SubmitTask"),
         "one trace from submit to run"
     );
+
+    // Its log lines carry the trace id, as Grafana's Loki datasource expects to find it.
+    let trace_id: String = traces["SubmitTask"]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let logs = std::fs::read_to_string(&log).expect("the server log");
+    let needle = format!("\"trace_id\":\"{trace_id}\"");
+    let accepted = logs
+        .lines()
+        .find(|line| line.contains("Task accepted."))
+        .unwrap_or_else(|| panic!("an acceptance log line in\n{logs}"));
+    assert!(accepted.contains(&needle), "{accepted}");
 }

@@ -122,10 +122,16 @@ impl Worker {
                         "task",
                         task_id = %claim.task.id,
                         attempt = claim.task.attempt,
-                        kind = %claim.task.kind
+                        kind = %claim.task.kind,
+                        trace_id = tracing::field::Empty
                     );
                     if let Some(parent) = &claim.task.trace_parent {
                         crate::telemetry::set_parent(&span, parent);
+                    }
+                    // Log lines of the attempt carry the trace id, for Grafana's
+                    // log-to-trace link.
+                    if let Some(trace_id) = crate::telemetry::trace_id(&span) {
+                        span.record("trace_id", trace_id.as_str());
                     }
                     self.execute(claim).instrument(span).await;
                     self.metrics

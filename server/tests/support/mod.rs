@@ -221,6 +221,11 @@ impl ServerProcess {
     /// Starts the real binary with `sets` (and an empty stack file) and waits until it
     /// listens.
     pub(crate) fn start(sets: &[String]) -> Self {
+        Self::start_logging(sets, None)
+    }
+
+    /// Like `start`, with the server's stderr (its logs) written to `log`.
+    pub(crate) fn start_logging(sets: &[String], log: Option<&Path>) -> Self {
         let scratch = Scratch::new("server");
         let config = scratch.0.join("stack.yaml");
         std::fs::write(&config, "# settings come from --set\n").expect("write stack file");
@@ -241,7 +246,10 @@ impl ServerProcess {
         }
         let mut child = command
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(match log {
+                Some(path) => Stdio::from(std::fs::File::create(path).expect("create the log")),
+                None => Stdio::inherit(),
+            })
             .spawn()
             .expect("start taskmanager-server");
         let stdout = child.stdout.take().expect("piped stdout");
