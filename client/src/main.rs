@@ -153,7 +153,7 @@ async fn real_main(args: Args) -> Result<u8, Failure> {
     let stack = Loader::new()
         .file(&args.config)
         .environment(args.env.as_deref())
-        .env_vars(std::env::vars())
+        .process_env()
         .sets(args.sets.iter().cloned())
         .load()
         .map_err(|report| Failure {

@@ -45,6 +45,7 @@ up() {
     -e "TASKMANAGER__REDIS__KEY_PREFIX=$key_prefix" \
     -e "TASKMANAGER__REDIS__AUTH__ENABLED=$auth" \
     -e TASKMANAGER__REDIS__AUTH__PASSWORD \
+    -e TASKMANAGER__OBSERVABILITY__TRACING__ENABLED=false \
     -v "$config:/etc/taskmanager/stack.yaml:ro" \
     "$server_image" --config /etc/taskmanager/stack.yaml
   docker run -d --name "$client_name" --network "$network" \

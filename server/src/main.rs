@@ -77,7 +77,7 @@ fn main() -> ExitCode {
     let loaded = match Loader::new()
         .file(&args.config)
         .environment(args.env.as_deref())
-        .env_vars(std::env::vars())
+        .process_env()
         .sets(args.sets.iter().cloned())
         .load()
     {

@@ -81,6 +81,14 @@ impl Loader {
         self
     }
 
+    /// Takes overrides from this process' environment (variables that are not valid
+    /// Unicode are skipped: they cannot be settings).
+    pub fn process_env(self) -> Self {
+        self.env_vars(std::env::vars_os().filter_map(|(name, value)| {
+            Some((name.into_string().ok()?, value.into_string().ok()?))
+        }))
+    }
+
     /// Adds `key=value` overrides, applied last, in order.
     pub fn sets(mut self, sets: impl IntoIterator<Item = impl Into<String>>) -> Self {
         self.sets.extend(sets.into_iter().map(Into::into));

@@ -91,7 +91,7 @@ fn loader(source: &Source, env: Option<&str>) -> Loader {
     Loader::new()
         .file(&source.config)
         .environment(env)
-        .env_vars(std::env::vars())
+        .process_env()
         .sets(source.sets.iter().cloned())
 }
 
