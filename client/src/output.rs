@@ -93,7 +93,7 @@ impl Output {
 
 /// One plain line: `<id> #<seq> <STATUS> <progress>% attempt a/m [result|error]`.
 pub fn line(status: &pb::StatusResponse) -> String {
-    let mut text = format!(
+    let text = format!(
         "{} #{} {} {}% attempt {}/{}",
         status.task_id,
         status.sequence,
@@ -102,20 +102,14 @@ pub fn line(status: &pb::StatusResponse) -> String {
         status.attempt,
         status.max_attempts
     );
-    if !status.result.is_empty() {
-        text.push_str(&format!(" result {}", status.result));
-    }
-    if !status.error.is_empty() {
-        text.push_str(&format!(" error {:?}", status.error));
-    }
-    text
+    text + &outcome(status)
 }
 
 /// A progress bar: `<id> [#####.....]  50% IN_PROGRESS attempt 1/3`.
 pub fn bar(status: &pb::StatusResponse) -> String {
     const WIDTH: usize = 20;
     let filled = usize::try_from(status.progress.min(100)).unwrap_or(0) * WIDTH / 100;
-    let mut text = format!(
+    let text = format!(
         "{} [{}{}] {:>3}% {} attempt {}/{}",
         short(&status.task_id),
         "#".repeat(filled),
@@ -125,6 +119,12 @@ pub fn bar(status: &pb::StatusResponse) -> String {
         status.attempt,
         status.max_attempts
     );
+    text + &outcome(status)
+}
+
+/// ` result ...` and ` error "..."`, for the fields that are set.
+fn outcome(status: &pb::StatusResponse) -> String {
+    let mut text = String::new();
     if !status.result.is_empty() {
         text.push_str(&format!(" result {}", status.result));
     }
