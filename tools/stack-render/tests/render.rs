@@ -169,6 +169,31 @@ fn retargeting_the_registry_changes_only_image_references() {
 }
 
 #[test]
+fn retargeting_the_tag_changes_only_image_references_and_version_labels() {
+    let old = render(&stack(None, &[]), &Templates::embedded()).expect("renders");
+    let new = render(
+        &stack(None, &["images.tag=2.0.0-rc.1"]),
+        &Templates::embedded(),
+    )
+    .expect("renders");
+    for (path, lines) in &changed_lines(&old, &new) {
+        for (before, after) in lines {
+            let tagged = before.contains("0.1.0") && after.contains("2.0.0-rc.1");
+            let checksum = before.contains("checksum/config") && after.contains("checksum/config");
+            assert!(
+                tagged || checksum,
+                "{path}: unexpected change {before:?} -> {after:?}"
+            );
+        }
+    }
+    let server = &new.files["k8s/server.yaml"];
+    assert!(server.contains("image: \"localhost:5000/taskmanager-server:2.0.0-rc.1\""));
+    assert!(server.contains("\"app.kubernetes.io/version\": \"2.0.0-rc.1\""));
+    // Third-party components keep their own versions.
+    assert!(new.files["k8s/loki.yaml"].contains("\"app.kubernetes.io/version\": \"3.6.0\""));
+}
+
+#[test]
 fn retargeting_the_redis_host_changes_only_what_dials_it() {
     let base = ["redis.mode=external", "redis.host=redis-a.internal"];
     let moved = ["redis.mode=external", "redis.host=redis-b.internal"];
