@@ -77,6 +77,13 @@ impl MemoryStore {
     fn send(&self, notice: Notice) {
         let _ = self.notices.send(notice);
     }
+
+    /// Publishes the event of a transition, if there was one.
+    fn publish(&self, event: Option<TaskEvent>) {
+        if let Some(event) = event {
+            self.send(Notice::Event(event));
+        }
+    }
 }
 
 impl Inner {
@@ -292,9 +299,7 @@ impl Store for MemoryStore {
             let task = inner.tasks.get(&id).map(|entry| entry.record.clone());
             (task.map(|task| Claim { task, token }), event)
         };
-        if let Some(event) = event {
-            self.send(Notice::Event(event));
-        }
+        self.publish(event);
         Ok(claim)
     }
 
@@ -331,9 +336,7 @@ impl Store for MemoryStore {
             }
             inner.emit(id)
         };
-        if let Some(event) = event {
-            self.send(Notice::Event(event));
-        }
+        self.publish(event);
         Ok(true)
     }
 
@@ -351,9 +354,7 @@ impl Store for MemoryStore {
             }
             inner.finish(id, TaskState::Completed, now, self.retention)
         };
-        if let Some(event) = event {
-            self.send(Notice::Event(event));
-        }
+        self.publish(event);
         Ok(Finish::Done)
     }
 
@@ -397,9 +398,7 @@ impl Store for MemoryStore {
                 (Finish::Retrying, inner.emit(id))
             }
         };
-        if let Some(event) = event {
-            self.send(Notice::Event(event));
-        }
+        self.publish(event);
         Ok(finish)
     }
 
@@ -415,9 +414,7 @@ impl Store for MemoryStore {
             }
             inner.finish(id, TaskState::Cancelled, now, self.retention)
         };
-        if let Some(event) = event {
-            self.send(Notice::Event(event));
-        }
+        self.publish(event);
         Ok(Finish::Done)
     }
 
@@ -447,9 +444,7 @@ impl Store for MemoryStore {
                 inner.emit(id)
             }
         };
-        if let Some(event) = event {
-            self.send(Notice::Event(event));
-        }
+        self.publish(event);
         Ok(Finish::Done)
     }
 

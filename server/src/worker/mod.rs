@@ -163,14 +163,7 @@ impl Worker {
         let attempt = task.attempt;
         let Some(handler) = self.registry.get(&task.kind) else {
             let error = format!("no handler for task kind {:?}", task.kind);
-            let plan = RetryPlan {
-                delay: Duration::ZERO,
-                permanent: true,
-            };
-            let done = self
-                .report(&task_id, || self.store.fail(&task_id, &token, &error, plan))
-                .await;
-            self.count(done, &self.metrics.failed);
+            self.fail_permanently(&task_id, &token, &error).await;
             return;
         };
         debug!(task_id, attempt, worker = self.index, "Running task.");
@@ -258,16 +251,21 @@ impl Worker {
                 self.count(done, &self.metrics.failed);
             }
             Ending::Finished(Err(HandlerError::Permanent(error))) => {
-                let plan = RetryPlan {
-                    delay: Duration::ZERO,
-                    permanent: true,
-                };
-                let done = self
-                    .report(&task_id, || self.store.fail(&task_id, &token, &error, plan))
-                    .await;
-                self.count(done, &self.metrics.failed);
+                self.fail_permanently(&task_id, &token, &error).await;
             }
         }
+    }
+
+    /// Fails the attempt for good: no further attempt, whatever is left.
+    async fn fail_permanently(&self, task_id: &str, token: &str, error: &str) {
+        let plan = RetryPlan {
+            delay: Duration::ZERO,
+            permanent: true,
+        };
+        let done = self
+            .report(task_id, || self.store.fail(task_id, token, error, plan))
+            .await;
+        self.count(done, &self.metrics.failed);
     }
 
     /// Counts a recorded outcome: `Done` in `counter`, a retry, or a stale report.
