@@ -1,19 +1,20 @@
 //! The gRPC service: request validation, the store calls, and status streams.
 
+use std::collections::VecDeque;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
+use rand::Rng;
 use taskmanager_proto::pb;
 use taskmanager_proto::pb::task_manager_server::TaskManager;
-use tokio::sync::mpsc;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, SemaphorePermit};
 use tokio_stream::Stream;
-use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 use tracing::debug;
 
-use crate::hub::{Hub, StreamSignal};
+use crate::hub::{Hub, StreamSignal, Subscription};
 use crate::metrics::{Metrics, inc};
 use crate::store::{CancelOutcome, Store, StoreError};
 use crate::task::{NewTask, TaskEvent};
@@ -32,6 +33,10 @@ pub struct ApiLimits {
     pub max_batch: usize,
     /// Attempts of a task that does not say.
     pub default_max_attempts: u32,
+    /// Most status streams open at once.
+    pub max_streams: usize,
+    /// Most unary requests handled at once.
+    pub max_in_flight: usize,
 }
 
 /// Most attempts a request may ask for.
@@ -40,8 +45,10 @@ const MAX_ATTEMPTS: u32 = 100;
 const MAX_DELAY_MS: u64 = 30 * 24 * 3600 * 1000;
 /// Longest task id accepted.
 const MAX_ID_BYTES: usize = 64;
-/// How often an idle stream re-reads its task's history, in case a notice was lost.
-const STREAM_RESYNC: Duration = Duration::from_secs(5);
+/// First wait before a stream re-reads its task after the store failed to answer.
+const CATCH_UP_BACKOFF: Duration = Duration::from_millis(100);
+/// Longest wait between those tries.
+const CATCH_UP_BACKOFF_MAX: Duration = Duration::from_secs(2);
 
 /// The `TaskManager` service.
 pub struct TaskManagerService {
@@ -51,6 +58,8 @@ pub struct TaskManagerService {
     limits: ApiLimits,
     metrics: Arc<Metrics>,
     shutdown: CancellationToken,
+    streams: Arc<Semaphore>,
+    in_flight: Semaphore,
 }
 
 impl TaskManagerService {
@@ -67,10 +76,23 @@ impl TaskManagerService {
             store,
             hub,
             registry,
+            streams: Arc::new(Semaphore::new(limits.max_streams)),
+            in_flight: Semaphore::new(limits.max_in_flight),
             limits,
             metrics,
             shutdown,
         }
+    }
+
+    /// A slot for one unary request, or `RESOURCE_EXHAUSTED` when all are taken.
+    fn admit(&self) -> Result<SemaphorePermit<'_>, Status> {
+        self.in_flight.try_acquire().map_err(|_| {
+            self.count(Status::resource_exhausted(format!(
+                "the server is handling {} requests already (server.limits.max_in_flight); \
+                 retry with backoff",
+                self.limits.max_in_flight
+            )))
+        })
     }
 
     /// Counts a rejected or failed request and passes its status on.
@@ -78,6 +100,7 @@ impl TaskManagerService {
         match status.code() {
             tonic::Code::InvalidArgument => inc(&self.metrics.invalid_requests),
             tonic::Code::Unavailable => inc(&self.metrics.unavailable),
+            tonic::Code::ResourceExhausted => inc(&self.metrics.exhausted),
             _ => {}
         }
         status
@@ -210,6 +233,7 @@ fn check_id(id: &str) -> Result<(), Status> {
 fn status(error: StoreError) -> Status {
     match error {
         StoreError::Unavailable(message) => Status::unavailable(message),
+        StoreError::Full(message) => Status::resource_exhausted(message),
         StoreError::Corrupt(message) => Status::internal(format!(
             "internal error (a bug; please report it with the server logs): {message}"
         )),
@@ -229,6 +253,7 @@ impl TaskManager for TaskManagerService {
         &self,
         request: Request<pb::TaskRequest>,
     ) -> Result<Response<pb::TaskResponse>, Status> {
+        let _slot = self.admit()?;
         let task = self
             .validate(request.into_inner(), "")
             .map_err(|s| self.count(s))?;
@@ -261,62 +286,59 @@ impl TaskManager for TaskManagerService {
         &self,
         request: Request<pb::StatusRequest>,
     ) -> Result<Response<Self::StreamTaskStatusStream>, Status> {
-        let id = request.into_inner().task_id;
+        let request = request.into_inner();
+        let id = request.task_id;
         check_id(&id)?;
+        let permit = self.streams.clone().try_acquire_owned().map_err(|_| {
+            self.count(Status::resource_exhausted(format!(
+                "the server has {} status streams open already (server.limits.max_streams); \
+                 retry with backoff, or on another replica",
+                self.limits.max_streams
+            )))
+        })?;
         // Register first, then read: a transition between the two arrives as a notice with a
         // sequence number above what was read, so none is missed.
-        let mut subscription = self.hub.subscribe(&id);
-        let history = self.store.events_after(&id, 0).await.map_err(status)?;
-        let Some(current) = history.last().cloned() else {
-            return Err(not_found(&id));
-        };
-        let (sender, receiver) = mpsc::channel(16);
-        let store = self.store.clone();
-        let shutdown = self.shutdown.clone();
-        tokio::spawn(async move {
-            let mut last = current.seq;
-            let terminal = current.state.is_terminal();
-            if sender.send(Ok(current.to_proto())).await.is_err() || terminal {
-                return;
-            }
-            loop {
-                let missed = tokio::select! {
-                    signal = subscription.recv() => match signal {
-                        Some(StreamSignal::Event(event)) if event.seq == last + 1 => {
-                            last = event.seq;
-                            let terminal = event.state.is_terminal();
-                            if sender.send(Ok(event.to_proto())).await.is_err() || terminal {
-                                return;
-                            }
-                            continue;
-                        }
-                        Some(StreamSignal::Event(event)) if event.seq <= last => continue,
-                        // A gap, or a resync: read what was missed from the history.
-                        Some(_) => true,
-                        None => return,
-                    },
-                    () = tokio::time::sleep(STREAM_RESYNC) => true,
-                    () = sender.closed() => return,
-                    () = shutdown.cancelled() => {
-                        let _ = sender
-                            .send(Err(Status::unavailable("the server is shutting down; retry")))
-                            .await;
-                        return;
-                    }
-                };
-                if missed {
-                    match catch_up(store.as_ref(), &id, &mut last, &sender).await {
-                        Ok(true) => return,
-                        Ok(false) => {}
-                        Err(error) => {
-                            let _ = sender.send(Err(status(error))).await;
-                            return;
-                        }
-                    }
+        let subscription = self.hub.subscribe(&id);
+        let after = request.after_sequence.unwrap_or(0);
+        let mut history = self.store.events_after(&id, after).await.map_err(status)?;
+        if history.is_empty() {
+            // Nothing after `after`: the task is unknown, or `after` is its latest event.
+            let task = self.store.get(&id).await.map_err(status)?;
+            match task {
+                None => return Err(not_found(&id)),
+                Some(task) if after > task.seq => {
+                    return Err(Status::out_of_range(format!(
+                        "after_sequence: {after} is past the latest event of task {id} ({})",
+                        task.seq
+                    )));
                 }
+                Some(_) => {}
             }
+        }
+        let mut last = after;
+        if request.after_sequence.is_none()
+            && let Some(current) = history.pop()
+        {
+            // Old clients get the current state first, as the original API did.
+            last = current.seq - 1;
+            history = vec![current];
+        }
+        let watch = Watch {
+            id,
+            last,
+            subscription,
+            store: self.store.clone(),
+            shutdown: self.shutdown.clone(),
+            pending: history.into(),
+            resync: false,
+            done: false,
+            _permit: permit,
+        };
+        let stream = futures_util::stream::unfold(watch, |mut watch| async move {
+            let item = watch.next().await?;
+            Some((item, watch))
         });
-        Ok(Response::new(Box::pin(ReceiverStream::new(receiver))))
+        Ok(Response::new(Box::pin(stream)))
     }
 
     #[tracing::instrument(name = "SubmitTasks", skip_all)]
@@ -324,6 +346,7 @@ impl TaskManager for TaskManagerService {
         &self,
         request: Request<pb::SubmitTasksRequest>,
     ) -> Result<Response<pb::SubmitTasksResponse>, Status> {
+        let _slot = self.admit()?;
         let tasks = request.into_inner().tasks;
         if tasks.is_empty() {
             return Err(Status::invalid_argument(
@@ -365,6 +388,7 @@ impl TaskManager for TaskManagerService {
         &self,
         request: Request<pb::GetTaskRequest>,
     ) -> Result<Response<pb::Task>, Status> {
+        let _slot = self.admit()?;
         let id = request.into_inner().task_id;
         check_id(&id)?;
         match self.store.get(&id).await.map_err(status)? {
@@ -378,6 +402,7 @@ impl TaskManager for TaskManagerService {
         &self,
         request: Request<pb::CancelTaskRequest>,
     ) -> Result<Response<pb::CancelTaskResponse>, Status> {
+        let _slot = self.admit()?;
         let request = request.into_inner();
         check_id(&request.task_id)?;
         if request.reason.len() > self.limits.max_description_bytes {
@@ -409,27 +434,115 @@ impl TaskManager for TaskManagerService {
     }
 }
 
-/// Sends the task's events after `last`; true when the stream is done (terminal state or
-/// the client went away).
-async fn catch_up(
-    store: &dyn Store,
-    id: &str,
-    last: &mut u64,
-    sender: &mpsc::Sender<Result<pb::StatusResponse, Status>>,
-) -> Result<bool, StoreError> {
-    let events: Vec<TaskEvent> = store.events_after(id, *last).await?;
-    if events.is_empty() && store.get(id).await?.is_none() {
-        // The task expired while we watched; nothing more will come.
-        return Ok(true);
-    }
-    for event in events {
-        *last = event.seq;
-        let terminal = event.state.is_terminal();
-        if sender.send(Ok(event.to_proto())).await.is_err() || terminal {
-            return Ok(true);
+/// One status stream. It reads Redis only when it opens and when it may have missed events
+/// (a gap in sequence numbers, a re-established subscription, a mailbox that overflowed);
+/// an idle stream costs the store nothing. When the store does not answer, it waits and
+/// tries again, so a Redis restart or stall never ends it; only shutdown does.
+struct Watch {
+    id: String,
+    /// The sequence number of the last event sent.
+    last: u64,
+    subscription: Subscription,
+    store: Arc<dyn Store>,
+    shutdown: CancellationToken,
+    /// Events read but not sent yet.
+    pending: VecDeque<TaskEvent>,
+    /// Events may have been missed: re-read the history after `last`.
+    resync: bool,
+    done: bool,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl Watch {
+    /// The next message, or `None` when the stream is over.
+    async fn next(&mut self) -> Option<Result<pb::StatusResponse, Status>> {
+        loop {
+            if self.done {
+                return None;
+            }
+            if let Some(event) = self.pending.pop_front() {
+                if event.seq <= self.last {
+                    continue;
+                }
+                if event.seq != self.last + 1 {
+                    self.pending.clear();
+                    self.resync = true;
+                    continue;
+                }
+                self.last = event.seq;
+                self.done = event.state.is_terminal();
+                return Some(Ok(event.to_proto()));
+            }
+            if self.resync {
+                if let Err(status) = self.catch_up().await {
+                    self.done = true;
+                    return Some(Err(status));
+                }
+                continue;
+            }
+            tokio::select! {
+                signal = self.subscription.recv() => match signal {
+                    StreamSignal::Event(event) if event.seq <= self.last => {}
+                    StreamSignal::Event(event) if event.seq == self.last + 1 => {
+                        self.pending.push_back(event);
+                    }
+                    // A gap, or a resync: read what was missed from the history.
+                    _ => self.resync = true,
+                },
+                () = self.shutdown.cancelled() => {
+                    self.done = true;
+                    return Some(Err(shutting_down()));
+                }
+            }
         }
     }
-    Ok(false)
+
+    /// Reads the events after `last` into `pending`, retrying with backoff while the store
+    /// does not answer. Ends the stream (`done`) when the task has expired meanwhile.
+    async fn catch_up(&mut self) -> Result<(), Status> {
+        let mut backoff = CATCH_UP_BACKOFF;
+        loop {
+            let read = match self.store.events_after(&self.id, self.last).await {
+                Ok(events) if events.is_empty() => match self.store.get(&self.id).await {
+                    Ok(task) => {
+                        self.done = task.is_none();
+                        Ok(())
+                    }
+                    Err(error) => Err(error),
+                },
+                Ok(events) => {
+                    self.pending.extend(events);
+                    Ok(())
+                }
+                Err(error) => Err(error),
+            };
+            match read {
+                Ok(()) => {
+                    self.resync = false;
+                    return Ok(());
+                }
+                Err(StoreError::Unavailable(error) | StoreError::Full(error)) => {
+                    debug!(task_id = %self.id, %error, "Cannot re-read the task yet; retrying.");
+                }
+                Err(error) => return Err(status(error)),
+            }
+            let jitter = rand::rng().random_range(0.5..1.0);
+            tokio::select! {
+                () = tokio::time::sleep(backoff.mul_f64(jitter)) => {}
+                // The subscription came back (or news arrived): try again now.
+                _ = self.subscription.recv() => {}
+                () = self.shutdown.cancelled() => return Err(shutting_down()),
+            }
+            backoff = (backoff * 2).min(CATCH_UP_BACKOFF_MAX);
+        }
+    }
+}
+
+fn shutting_down() -> Status {
+    Status::unavailable(
+        "the server is shutting down; reconnect and resume with after_sequence set to the \
+         last sequence received",
+    )
 }
 
 #[cfg(test)]

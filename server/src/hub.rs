@@ -3,15 +3,24 @@
 //!
 //! There is one store subscription per process (the Redis store keeps one pub/sub
 //! connection); every stream and worker registers here instead of subscribing itself.
+//!
+//! Everything here is bounded. A stream's mailbox holds at most [`MAILBOX`] events; when a
+//! slow reader lets it fill up, further events are dropped and the stream is told to resync,
+//! re-reading what it missed from the task's history once it reads again. A runnable task
+//! wakes one idle worker, not all of them.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use tokio::sync::{Notify, broadcast, mpsc};
+use tokio::sync::{Notify, broadcast};
 use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
-use crate::task::{Notice, TaskEvent, TaskState};
+use crate::task::{Notice, TaskEvent};
+
+/// Most events waiting in one stream's mailbox.
+pub const MAILBOX: usize = 32;
 
 /// What a status stream is told.
 #[derive(Clone, Debug, PartialEq)]
@@ -28,15 +37,42 @@ pub struct Hub {
     inner: Arc<Inner>,
 }
 
-/// The streams watching one task, by registration id.
-type Watchers = Vec<(u64, mpsc::UnboundedSender<StreamSignal>)>;
+/// The mailboxes of the streams watching one task, by registration id.
+type Watchers = Vec<(u64, Arc<Mailbox>)>;
 
 #[derive(Default)]
 struct Inner {
     streams: Mutex<HashMap<String, Watchers>>,
+    /// Running attempts by lease token.
     running: Mutex<HashMap<String, CancellationToken>>,
     work: Notify,
-    next_id: std::sync::atomic::AtomicU64,
+    next_id: AtomicU64,
+}
+
+/// One stream's pending signals: a bounded queue of events and a resync flag.
+#[derive(Default)]
+struct Mailbox {
+    events: Mutex<VecDeque<TaskEvent>>,
+    resync: AtomicBool,
+    ready: Notify,
+}
+
+impl Mailbox {
+    fn post(&self, signal: StreamSignal) {
+        match signal {
+            StreamSignal::Event(event) => {
+                let mut events = lock(&self.events);
+                if events.len() < MAILBOX {
+                    events.push_back(event);
+                } else {
+                    self.resync.store(true, Ordering::Relaxed);
+                }
+            }
+            StreamSignal::Resync => self.resync.store(true, Ordering::Relaxed),
+        }
+        // A permit is kept when the reader is not waiting yet, so nothing is missed.
+        self.ready.notify_one();
+    }
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -50,13 +86,22 @@ pub struct Subscription {
     hub: Hub,
     task_id: String,
     id: u64,
-    receiver: mpsc::UnboundedReceiver<StreamSignal>,
+    mailbox: Arc<Mailbox>,
 }
 
 impl Subscription {
-    /// The next signal; `None` once the hub is gone.
-    pub async fn recv(&mut self) -> Option<StreamSignal> {
-        self.receiver.recv().await
+    /// The next signal. A pending resync comes first: it covers every event it replaced.
+    pub async fn recv(&mut self) -> StreamSignal {
+        loop {
+            if self.mailbox.resync.swap(false, Ordering::Relaxed) {
+                lock(&self.mailbox.events).clear();
+                return StreamSignal::Resync;
+            }
+            if let Some(event) = lock(&self.mailbox.events).pop_front() {
+                return StreamSignal::Event(event);
+            }
+            self.mailbox.ready.notified().await;
+        }
     }
 }
 
@@ -72,15 +117,15 @@ impl Drop for Subscription {
     }
 }
 
-/// A running task's registration; unregisters on drop.
+/// A running attempt's registration; unregisters on drop.
 pub struct Running {
     hub: Hub,
-    task_id: String,
+    token: String,
 }
 
 impl Drop for Running {
     fn drop(&mut self) {
-        lock(&self.hub.inner.running).remove(&self.task_id);
+        lock(&self.hub.inner.running).remove(&self.token);
     }
 }
 
@@ -108,27 +153,33 @@ impl Hub {
     pub fn dispatch(&self, notice: Notice) {
         match notice {
             Notice::Event(event) => {
-                if event.state == TaskState::Queued {
-                    self.inner.work.notify_waiters();
+                if event.runnable {
+                    self.inner.work.notify_one();
                 }
                 let streams = lock(&self.inner.streams);
                 if let Some(list) = streams.get(&event.id) {
-                    for (_, sender) in list {
-                        let _ = sender.send(StreamSignal::Event(event.clone()));
+                    for (_, mailbox) in list {
+                        mailbox.post(StreamSignal::Event(event.clone()));
                     }
                 }
             }
-            Notice::Cancel(task_id) => {
-                if let Some(token) = lock(&self.inner.running).get(&task_id) {
-                    token.cancel();
+            Notice::Cancel { token, .. } => {
+                if let Some(cancel) = lock(&self.inner.running).get(&token) {
+                    cancel.cancel();
                 }
             }
-            Notice::Wake => self.inner.work.notify_waiters(),
+            Notice::Wake(count) => {
+                // Each call wakes one waiting worker, or leaves one permit when none waits.
+                for _ in 0..count.min(1024) {
+                    self.inner.work.notify_one();
+                }
+            }
             Notice::Resync => {
                 self.inner.work.notify_waiters();
+                self.inner.work.notify_one();
                 for list in lock(&self.inner.streams).values() {
-                    for (_, sender) in list {
-                        let _ = sender.send(StreamSignal::Resync);
+                    for (_, mailbox) in list {
+                        mailbox.post(StreamSignal::Resync);
                     }
                 }
             }
@@ -137,34 +188,33 @@ impl Hub {
 
     /// Registers a stream for the events of `task_id`.
     pub fn subscribe(&self, task_id: &str) -> Subscription {
-        let (sender, receiver) = mpsc::unbounded_channel();
-        let id = self
-            .inner
-            .next_id
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let mailbox = Arc::new(Mailbox::default());
+        let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
         lock(&self.inner.streams)
             .entry(task_id.to_owned())
             .or_default()
-            .push((id, sender));
+            .push((id, mailbox.clone()));
         Subscription {
             hub: self.clone(),
             task_id: task_id.to_owned(),
             id,
-            receiver,
+            mailbox,
         }
     }
 
-    /// Registers a running task, so that a cancellation notice reaches `token`.
-    pub fn running(&self, task_id: &str, token: CancellationToken) -> Running {
-        lock(&self.inner.running).insert(task_id.to_owned(), token);
+    /// Registers a running attempt by its lease token, so that a cancellation notice for
+    /// that attempt (and no other) reaches `cancel`.
+    pub fn running(&self, token: &str, cancel: CancellationToken) -> Running {
+        lock(&self.inner.running).insert(token.to_owned(), cancel);
         Running {
             hub: self.clone(),
-            task_id: task_id.to_owned(),
+            token: token.to_owned(),
         }
     }
 
     /// Resolves when work may have become available. Call `enable` on the pinned future
     /// before checking the queue, so that a wake-up between the check and the wait is kept.
+    /// A wake-up goes to one waiting worker; one that is dropped unused passes to the next.
     pub fn work_available(&self) -> tokio::sync::futures::Notified<'_> {
         self.inner.work.notified()
     }
@@ -177,5 +227,74 @@ impl Hub {
     /// Number of open status streams.
     pub fn open_streams(&self) -> usize {
         lock(&self.inner.streams).values().map(Vec::len).sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::task::TaskState;
+
+    fn event(id: &str, seq: u64, runnable: bool) -> TaskEvent {
+        TaskEvent {
+            id: id.to_owned(),
+            seq,
+            state: TaskState::Queued,
+            progress: 0,
+            attempt: 0,
+            max_attempts: 1,
+            result: String::new(),
+            error: String::new(),
+            ts: 0,
+            runnable,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_full_mailbox_turns_into_one_resync() {
+        let hub = Hub::default();
+        let mut subscription = hub.subscribe("t");
+        for seq in 1..=u64::try_from(MAILBOX).expect("small") + 10 {
+            hub.dispatch(Notice::Event(event("t", seq, false)));
+        }
+        assert_eq!(subscription.recv().await, StreamSignal::Resync);
+        // The queued events were covered by the resync and dropped.
+        hub.dispatch(Notice::Event(event("t", 99, false)));
+        assert_eq!(
+            subscription.recv().await,
+            StreamSignal::Event(event("t", 99, false))
+        );
+        assert_eq!(hub.open_streams(), 1);
+        drop(subscription);
+        assert_eq!(hub.open_streams(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_runnable_event_wakes_one_worker_and_others_wake_none() {
+        let hub = Hub::default();
+        let first = hub.work_available();
+        let second = hub.work_available();
+        tokio::pin!(first, second);
+        first.as_mut().enable();
+        second.as_mut().enable();
+        hub.dispatch(Notice::Event(event("t", 1, false)));
+        hub.dispatch(Notice::Event(event("t", 2, true)));
+        let woken = [first.as_mut().enable(), second.as_mut().enable()];
+        assert_eq!(woken, [true, false], "exactly the first waiter is woken");
+    }
+
+    #[tokio::test]
+    async fn a_cancellation_reaches_only_the_attempt_holding_the_lease() {
+        let hub = Hub::default();
+        let old = CancellationToken::new();
+        let current = CancellationToken::new();
+        let _old = hub.running("token-1", old.clone());
+        let _current = hub.running("token-2", current.clone());
+        hub.dispatch(Notice::Cancel {
+            task_id: "t".to_owned(),
+            token: "token-2".to_owned(),
+        });
+        assert!(current.is_cancelled());
+        assert!(!old.is_cancelled());
     }
 }

@@ -44,31 +44,24 @@ pub enum ServeError {
     /// Reflection could not be set up (a bug: the descriptor set is built in).
     #[error("cannot set up reflection: {0}")]
     Reflection(#[from] tonic_reflection::server::Error),
+    /// The store must not be used (its eviction policy may delete live tasks; the log says
+    /// more).
+    #[error(
+        "refusing to run on a Redis whose maxmemory-policy may delete live tasks \
+         (set it to noeviction, or redis.allow_evicting_policy: true)"
+    )]
+    Refused,
 }
 
-/// Opens the configured store. Redis is retried until it answers or `shutdown` fires
-/// (then `None`).
-pub async fn open_store(
-    settings: &Settings,
-    shutdown: &CancellationToken,
-) -> Option<Arc<dyn Store>> {
-    match settings.store {
-        StoreKind::Memory => Some(Arc::new(MemoryStore::new(settings.retention))),
-        StoreKind::Redis => {
-            let mut backoff = Duration::from_millis(200);
-            loop {
-                match RedisStore::connect(settings.redis.clone()).await {
-                    Ok(store) => return Some(Arc::new(store)),
-                    Err(error) => warn!(%error, "Cannot connect to Redis yet; retrying."),
-                }
-                tokio::select! {
-                    () = tokio::time::sleep(backoff) => {}
-                    () = shutdown.cancelled() => return None,
-                }
-                backoff = (backoff * 2).min(Duration::from_secs(5));
-            }
-        }
-    }
+/// Opens the configured store. Nothing is dialled yet: a Redis that cannot be reached now
+/// is connected to once it answers, while the server already serves health (NOT_SERVING).
+pub fn open_store(settings: &Settings) -> Result<Arc<dyn Store>, store::StoreError> {
+    Ok(match settings.store {
+        StoreKind::Memory => Arc::new(
+            MemoryStore::new(settings.retention).with_max_queued(settings.redis.max_queued),
+        ),
+        StoreKind::Redis => Arc::new(RedisStore::connect(settings.redis.clone())?),
+    })
 }
 
 /// Serves the API on `listener` until `shutdown` fires, then shuts down gracefully: stops
@@ -120,13 +113,19 @@ pub async fn serve(
         metrics.clone(),
     );
     let upkeep_stop = CancellationToken::new();
+    let refused = CancellationToken::new();
     let mut upkeep = maintenance::spawn(
         store.clone(),
-        settings.reaper_interval,
-        settings.redis.command_timeout,
+        maintenance::Upkeep {
+            reaper_interval: settings.reaper_interval,
+            renew_interval: settings.workers.renew_interval,
+            command_timeout: settings.redis.command_timeout,
+            allow_evicting_policy: settings.allow_evicting_policy,
+        },
         health,
         metrics.clone(),
         upkeep_stop.clone(),
+        refused.clone(),
     );
 
     let service = api::TaskManagerService::new(
@@ -137,7 +136,15 @@ pub async fn serve(
         metrics,
         shutdown.clone(),
     );
+    // HTTP/2 streams per connection are bounded too, so that one connection cannot hold
+    // more than the server's limits allow (past them, requests get RESOURCE_EXHAUSTED).
+    let per_connection = settings
+        .limits
+        .max_streams
+        .saturating_add(settings.limits.max_in_flight)
+        .saturating_add(16);
     let grpc = tonic::transport::Server::builder()
+        .max_concurrent_streams(u32::try_from(per_connection).unwrap_or(u32::MAX))
         .add_service(health_service)
         .add_service(reflection)
         .add_service(
@@ -148,7 +155,10 @@ pub async fn serve(
         .serve_with_incoming_shutdown(incoming(listener), shutdown.clone().cancelled_owned());
     let grpc = tokio::spawn(grpc);
 
-    shutdown.cancelled().await;
+    tokio::select! {
+        () = shutdown.cancelled() => {}
+        () = refused.cancelled() => shutdown.cancel(),
+    }
     info!(grace = ?settings.shutdown_grace, "Shutting down: no new tasks will be taken.");
     stop.claiming.cancel();
     hub.wake_workers();
@@ -170,6 +180,9 @@ pub async fn serve(
         Err(_) => warn!("Connections did not close within 5s; exiting anyway."),
     }
     info!("Stopped.");
+    if refused.is_cancelled() {
+        return Err(ServeError::Refused);
+    }
     Ok(())
 }
 

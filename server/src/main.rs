@@ -147,9 +147,7 @@ async fn serve_until_stopped(settings: Settings) -> Result<(), Box<dyn std::erro
             )
         })?;
     let metrics_addr = metrics.local_addr()?;
-    let Some(store) = open_store(&settings, &shutdown).await else {
-        return Ok(());
-    };
+    let store = open_store(&settings)?;
     // One plain line on stdout, for people and for scripts that wait for readiness.
     println!("taskmanager-server listening on {addr}");
     std::io::stdout().flush()?;

@@ -22,6 +22,8 @@ pub struct Metrics {
     pub invalid_requests: AtomicU64,
     /// Requests that failed because the store was unavailable.
     pub unavailable: AtomicU64,
+    /// Requests refused at a limit: server limits, a full store.
+    pub exhausted: AtomicU64,
     /// Attempts started by this process.
     pub attempts: AtomicU64,
     /// Tasks completed by this process.
@@ -36,12 +38,18 @@ pub struct Metrics {
     pub released: AtomicU64,
     /// Outcomes rejected because the lease was lost.
     pub stale: AtomicU64,
+    /// Tasks handed back after a claim whose answer was lost.
+    pub unclaimed: AtomicU64,
     /// Expired leases taken back by this process' reaper.
     pub reaped: AtomicU64,
     /// Handlers running now.
     pub running: AtomicI64,
     /// Whether the store answers.
     pub store_up: AtomicBool,
+    /// Whether the store's event subscription is up.
+    pub subscription_up: AtomicBool,
+    /// Whether the server is ready (reported SERVING).
+    pub ready: AtomicBool,
 }
 
 /// Adds one to a counter.
@@ -75,6 +83,11 @@ impl Metrics {
             &self.unavailable,
         );
         counter(
+            "requests_exhausted_total",
+            "Requests refused with RESOURCE_EXHAUSTED: a server limit or a full store.",
+            &self.exhausted,
+        );
+        counter(
             "attempts_started_total",
             "Attempts started.",
             &self.attempts,
@@ -106,6 +119,11 @@ impl Metrics {
             &self.stale,
         );
         counter(
+            "claims_handed_back_total",
+            "Tasks handed back after a claim whose answer was lost.",
+            &self.unclaimed,
+        );
+        counter(
             "leases_reaped_total",
             "Expired leases taken back.",
             &self.reaped,
@@ -129,6 +147,16 @@ impl Metrics {
             "store_up",
             "1 when the task store answers.",
             i64::from(self.store_up.load(Ordering::Relaxed)),
+        );
+        gauge(
+            "store_subscription_up",
+            "1 when the task store's event subscription is up and answers PING.",
+            i64::from(self.subscription_up.load(Ordering::Relaxed)),
+        );
+        gauge(
+            "ready",
+            "1 when the server reports SERVING (store reachable, subscription up).",
+            i64::from(self.ready.load(Ordering::Relaxed)),
         );
         out
     }
@@ -187,6 +215,16 @@ async fn answer(mut stream: TcpStream, metrics: &Metrics, hub: &Hub) -> std::io:
         )
     } else if line.starts_with(b"GET /healthz ") {
         ("200 OK", "text/plain; charset=utf-8", "ok\n".to_owned())
+    } else if line.starts_with(b"GET /readyz ") {
+        if metrics.ready.load(Ordering::Relaxed) {
+            ("200 OK", "text/plain; charset=utf-8", "ready\n".to_owned())
+        } else {
+            (
+                "503 Service Unavailable",
+                "text/plain; charset=utf-8",
+                "not ready: the task store or its event subscription is down\n".to_owned(),
+            )
+        }
     } else {
         (
             "404 Not Found",

@@ -37,6 +37,8 @@ pub struct Settings {
     pub retention: Duration,
     /// How long running tasks may finish on shutdown.
     pub shutdown_grace: Duration,
+    /// Run on a Redis whose eviction policy may delete live tasks.
+    pub allow_evicting_policy: bool,
     /// Log level.
     pub log_level: LogLevel,
     /// Log format.
@@ -101,6 +103,7 @@ impl Settings {
                 retention: server.retention.get(),
                 connect_timeout: redis.connect_timeout.get(),
                 command_timeout: redis.command_timeout.get(),
+                max_queued: server.limits.max_queued_tasks,
             },
             workers: WorkerSettings {
                 concurrency: server.workers.concurrency,
@@ -121,11 +124,14 @@ impl Settings {
                 max_key_bytes: usize_of(server.limits.max_key_bytes),
                 max_batch: usize_of(server.limits.max_batch),
                 default_max_attempts: server.retries.max_attempts,
+                max_streams: usize_of(server.limits.max_streams),
+                max_in_flight: usize_of(server.limits.max_in_flight),
             },
             max_message_bytes: usize_of(server.limits.max_message_bytes),
             reaper_interval: server.lease.reaper_interval.get(),
             retention: server.retention.get(),
             shutdown_grace: server.shutdown_grace.get(),
+            allow_evicting_policy: redis.allow_evicting_policy,
             log_level: server.log.level,
             log_format: server.log.format,
             traces: trace_settings(stack),

@@ -205,6 +205,18 @@ pub struct TaskEvent {
     /// When, ms since the epoch.
     #[serde(default)]
     pub ts: i64,
+    /// The task just became runnable (it entered the queue): one idle worker should look.
+    #[serde(default, rename = "run", deserialize_with = "flag")]
+    pub runnable: bool,
+}
+
+/// A Lua flag: `1` (or `true`) when set.
+fn flag<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<bool, D::Error> {
+    Ok(match serde_json::Value::deserialize(deserializer)? {
+        serde_json::Value::Bool(value) => value,
+        serde_json::Value::Number(n) => n.as_u64().is_some_and(|n| n != 0),
+        _ => false,
+    })
 }
 
 impl TaskEvent {
@@ -230,10 +242,16 @@ impl TaskEvent {
 pub enum Notice {
     /// A task changed state.
     Event(TaskEvent),
-    /// A running task should stop: its cancellation was requested.
-    Cancel(String),
-    /// Tasks became runnable without an event (delayed tasks came due).
-    Wake,
+    /// A running task should stop: its cancellation was requested. Routed by the lease
+    /// token, so that only the attempt that holds the task is stopped.
+    Cancel {
+        /// The task.
+        task_id: String,
+        /// The token of the lease it runs under.
+        token: String,
+    },
+    /// This many tasks became runnable without an event (delayed tasks came due).
+    Wake(usize),
     /// Notices may have been missed (the subscription was re-established): re-read state.
     Resync,
 }

@@ -32,8 +32,8 @@ async fn redis(retention: Duration) -> Subject {
         retention,
         connect_timeout: Duration::from_secs(2),
         command_timeout: Duration::from_secs(2),
+        max_queued: None,
     })
-    .await
     .expect("connect to the test redis");
     Subject {
         store: Arc::new(store),
@@ -58,6 +58,11 @@ fn task(name: &str, priority: u8) -> NewTask {
 }
 
 const LEASE: Duration = Duration::from_secs(30);
+
+/// A fresh lease token.
+fn token() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
 const NOW: RetryPlan = RetryPlan {
     delay: Duration::ZERO,
     permanent: false,
@@ -77,7 +82,7 @@ async fn priority_then_fifo(subject: Subject) {
     let low2 = submit(store, task("low-2", 0)).await;
     expected.extend([high1, high2, medium1, low1, low2]);
     let mut order = Vec::new();
-    while let Some(claim) = store.claim(LEASE).await.expect("claim") {
+    while let Some(claim) = store.claim(&token(), LEASE).await.expect("claim") {
         assert_eq!(claim.task.state, TaskState::InProgress);
         assert_eq!(claim.task.attempt, 1);
         assert_eq!(claim.task.payload, vec![0, 159, 255]);
@@ -100,7 +105,11 @@ async fn retries_then_dead_set(subject: Subject) {
         },
     )
     .await;
-    let first = store.claim(LEASE).await.expect("claim").expect("a task");
+    let first = store
+        .claim(&token(), LEASE)
+        .await
+        .expect("claim")
+        .expect("a task");
     assert_eq!(
         store
             .fail(&id, &first.token, "boom 1", NOW)
@@ -114,7 +123,11 @@ async fn retries_then_dead_set(subject: Subject) {
         (TaskState::Queued, 1, "boom 1")
     );
 
-    let second = store.claim(LEASE).await.expect("claim").expect("retried");
+    let second = store
+        .claim(&token(), LEASE)
+        .await
+        .expect("claim")
+        .expect("retried");
     assert_eq!(second.task.attempt, 2);
     assert_eq!(
         store
@@ -128,7 +141,7 @@ async fn retries_then_dead_set(subject: Subject) {
         (dead.state, dead.attempt, dead.error.as_str()),
         (TaskState::Failed, 2, "boom 2")
     );
-    assert!(store.claim(LEASE).await.expect("claim").is_none());
+    assert!(store.claim(&token(), LEASE).await.expect("claim").is_none());
 
     let states: Vec<(u64, TaskState)> = store
         .events_after(&id, 0)
@@ -152,7 +165,11 @@ async fn retries_then_dead_set(subject: Subject) {
 async fn a_permanent_failure_skips_remaining_attempts(subject: Subject) {
     let store = subject.store.as_ref();
     let id = submit(store, task("doomed", 1)).await;
-    let claim = store.claim(LEASE).await.expect("claim").expect("a task");
+    let claim = store
+        .claim(&token(), LEASE)
+        .await
+        .expect("claim")
+        .expect("a task");
     let plan = RetryPlan {
         delay: Duration::ZERO,
         permanent: true,
@@ -171,7 +188,11 @@ async fn a_permanent_failure_skips_remaining_attempts(subject: Subject) {
 async fn a_retry_waits_for_its_backoff(subject: Subject) {
     let store = subject.store.as_ref();
     let id = submit(store, task("later", 1)).await;
-    let claim = store.claim(LEASE).await.expect("claim").expect("a task");
+    let claim = store
+        .claim(&token(), LEASE)
+        .await
+        .expect("claim")
+        .expect("a task");
     let plan = RetryPlan {
         delay: Duration::from_millis(300),
         permanent: false,
@@ -184,7 +205,7 @@ async fn a_retry_waits_for_its_backoff(subject: Subject) {
         Finish::Retrying
     );
     assert!(
-        store.claim(LEASE).await.expect("claim").is_none(),
+        store.claim(&token(), LEASE).await.expect("claim").is_none(),
         "not runnable before its delay"
     );
     let promotion = store.promote_due(100).await.expect("promote");
@@ -197,7 +218,7 @@ async fn a_retry_waits_for_its_backoff(subject: Subject) {
     tokio::time::sleep(Duration::from_millis(350)).await;
     assert_eq!(store.promote_due(100).await.expect("promote").moved, 1);
     let retried = store
-        .claim(LEASE)
+        .claim(&token(), LEASE)
         .await
         .expect("claim")
         .expect("runnable after its delay");
@@ -218,10 +239,10 @@ async fn a_delayed_submission_starts_later(subject: Subject) {
         store.get(&id).await.expect("get").expect("exists").state,
         TaskState::Queued
     );
-    assert!(store.claim(LEASE).await.expect("claim").is_none());
+    assert!(store.claim(&token(), LEASE).await.expect("claim").is_none());
     tokio::time::sleep(Duration::from_millis(250)).await;
     assert_eq!(store.promote_due(100).await.expect("promote").moved, 1);
-    assert!(store.claim(LEASE).await.expect("claim").is_some());
+    assert!(store.claim(&token(), LEASE).await.expect("claim").is_some());
 }
 
 async fn idempotency_keys_deduplicate(subject: Subject) {
@@ -245,7 +266,7 @@ async fn idempotency_keys_deduplicate(subject: Subject) {
     assert!(again[0].deduplicated && again[1].deduplicated && !again[2].deduplicated);
     // Only two tasks exist: the first keyed one and "d".
     let mut claimed = 0;
-    while store.claim(LEASE).await.expect("claim").is_some() {
+    while store.claim(&token(), LEASE).await.expect("claim").is_some() {
         claimed += 1;
     }
     assert_eq!(claimed, 2);
@@ -258,7 +279,7 @@ async fn cancelling_a_queued_task(subject: Subject) {
         store.cancel(&id, "not needed").await.expect("cancel"),
         CancelOutcome::Cancelled
     );
-    assert!(store.claim(LEASE).await.expect("claim").is_none());
+    assert!(store.claim(&token(), LEASE).await.expect("claim").is_none());
     let task = store.get(&id).await.expect("get").expect("exists");
     assert_eq!(
         (task.state, task.error.as_str()),
@@ -278,7 +299,11 @@ async fn cancelling_a_running_task(subject: Subject) {
     let store = subject.store.as_ref();
     let mut notices = store.notices();
     let id = submit(store, task("long", 1)).await;
-    let claim = store.claim(LEASE).await.expect("claim").expect("a task");
+    let claim = store
+        .claim(&token(), LEASE)
+        .await
+        .expect("claim")
+        .expect("a task");
     assert_eq!(
         store.cancel(&id, "stop it").await.expect("cancel"),
         CancelOutcome::Requested
@@ -286,7 +311,7 @@ async fn cancelling_a_running_task(subject: Subject) {
     let notice = tokio::time::timeout(Duration::from_secs(5), async {
         loop {
             match notices.recv().await {
-                Ok(Notice::Cancel(cancelled)) => return cancelled,
+                Ok(Notice::Cancel { task_id, token }) => return (task_id, token),
                 Ok(_) => continue,
                 Err(error) => panic!("notices closed: {error}"),
             }
@@ -294,7 +319,7 @@ async fn cancelling_a_running_task(subject: Subject) {
     })
     .await
     .expect("a cancel notice");
-    assert_eq!(notice, id);
+    assert_eq!(notice, (id.clone(), claim.token.clone()));
     assert_eq!(
         store.renew(&id, &claim.token, LEASE).await.expect("renew"),
         Renewal::CancelRequested
@@ -320,7 +345,11 @@ async fn terminal_tasks_expire_after_the_retention(subject: Subject) {
     };
     let id = submit(store, keyed.clone()).await;
     let pending = submit(store, task("still-pending", 0)).await;
-    let claim = store.claim(LEASE).await.expect("claim").expect("a task");
+    let claim = store
+        .claim(&token(), LEASE)
+        .await
+        .expect("claim")
+        .expect("a task");
     assert_eq!(claim.task.id, id);
     store
         .complete(&id, &claim.token, "42")
@@ -374,8 +403,16 @@ async fn expired_leases_are_reaped(subject: Subject) {
         },
     )
     .await;
-    let first = store.claim(short).await.expect("claim").expect("a task");
-    let second = store.claim(short).await.expect("claim").expect("a task");
+    let first = store
+        .claim(&token(), short)
+        .await
+        .expect("claim")
+        .expect("a task");
+    let second = store
+        .claim(&token(), short)
+        .await
+        .expect("claim")
+        .expect("a task");
     assert_eq!(
         (first.task.id.as_str(), second.task.id.as_str()),
         (retried.as_str(), last_try.as_str())
@@ -403,7 +440,11 @@ async fn expired_leases_are_reaped(subject: Subject) {
             .expect("renew"),
         Renewal::Lost
     );
-    let again = store.claim(LEASE).await.expect("claim").expect("requeued");
+    let again = store
+        .claim(&token(), LEASE)
+        .await
+        .expect("claim")
+        .expect("requeued");
     assert_eq!(
         (again.task.id.as_str(), again.task.attempt),
         (retried.as_str(), 2)
@@ -414,13 +455,17 @@ async fn a_stale_completion_is_rejected(subject: Subject) {
     let store = subject.store.as_ref();
     let id = submit(store, task("contested", 1)).await;
     let stale = store
-        .claim(Duration::from_millis(100))
+        .claim(&token(), Duration::from_millis(100))
         .await
         .expect("claim")
         .expect("a task");
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(store.reap_expired(100).await.expect("reap"), 1);
-    let fresh = store.claim(LEASE).await.expect("claim").expect("requeued");
+    let fresh = store
+        .claim(&token(), LEASE)
+        .await
+        .expect("claim")
+        .expect("requeued");
     assert_eq!(
         store
             .complete(&id, &stale.token, "stale")
@@ -462,7 +507,11 @@ async fn a_stale_completion_is_rejected(subject: Subject) {
 async fn release_hands_a_task_back_without_spending_an_attempt(subject: Subject) {
     let store = subject.store.as_ref();
     let older = submit(store, task("older", 1)).await;
-    let running = store.claim(LEASE).await.expect("claim").expect("a task");
+    let running = store
+        .claim(&token(), LEASE)
+        .await
+        .expect("claim")
+        .expect("a task");
     assert_eq!(running.task.id, older);
     let _newer = submit(store, task("newer", 1)).await;
     assert_eq!(
@@ -472,7 +521,11 @@ async fn release_hands_a_task_back_without_spending_an_attempt(subject: Subject)
             .expect("release"),
         Finish::Done
     );
-    let again = store.claim(LEASE).await.expect("claim").expect("a task");
+    let again = store
+        .claim(&token(), LEASE)
+        .await
+        .expect("claim")
+        .expect("a task");
     assert_eq!(
         (again.task.id.as_str(), again.task.attempt),
         (older.as_str(), 1)
@@ -483,7 +536,11 @@ async fn progress_and_events_are_sequenced(subject: Subject) {
     let store = subject.store.as_ref();
     let mut notices = store.notices();
     let id = submit(store, task("steps", 1)).await;
-    let claim = store.claim(LEASE).await.expect("claim").expect("a task");
+    let claim = store
+        .claim(&token(), LEASE)
+        .await
+        .expect("claim")
+        .expect("a task");
     for percent in [30, 60, 90] {
         assert!(
             store

@@ -8,7 +8,6 @@ use taskmanager_proto::pb::task_manager_client::TaskManagerClient;
 use taskmanager_proto::{original, pb};
 use taskmanager_server::worker::handler::Arithmetic;
 use taskmanager_server::{Running, open_store, start};
-use tokio_util::sync::CancellationToken;
 use tonic::Code;
 use tonic::transport::Channel;
 
@@ -23,9 +22,7 @@ async fn harness(extra: &[&str]) -> Harness {
     let mut sets = support::fast_sets(&redis);
     sets.extend(extra.iter().map(|s| (*s).to_owned()));
     let settings = support::settings(&sets);
-    let store = open_store(&settings, &CancellationToken::new())
-        .await
-        .expect("a store");
+    let store = open_store(&settings).expect("a store");
     let server = start(settings, store, "127.0.0.1:0".parse().expect("an address"))
         .await
         .expect("the server starts");
@@ -50,7 +47,10 @@ fn request(description: &str, priority: pb::TaskPriority, a: i32, b: i32) -> pb:
 /// Every status of a task's stream, until it ends.
 async fn stream(client: &mut TaskManagerClient<Channel>, id: &str) -> Vec<pb::StatusResponse> {
     let mut stream = client
-        .stream_task_status(pb::StatusRequest { task_id: id.into() })
+        .stream_task_status(pb::StatusRequest {
+            task_id: id.into(),
+            after_sequence: None,
+        })
         .await
         .expect("the stream opens")
         .into_inner();
@@ -322,7 +322,10 @@ async fn bad_requests_get_the_right_status_and_the_server_stays_up() {
         let id = id.to_owned();
         async move {
             client
-                .stream_task_status(pb::StatusRequest { task_id: id })
+                .stream_task_status(pb::StatusRequest {
+                    task_id: id,
+                    after_sequence: None,
+                })
                 .await
                 .map(|_| ())
                 .expect_err("rejected")
@@ -497,6 +500,7 @@ async fn batches_lookups_idempotency_and_cancellation() {
         .client
         .stream_task_status(pb::StatusRequest {
             task_id: running.clone(),
+            after_sequence: None,
         })
         .await
         .expect("stream")

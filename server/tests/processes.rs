@@ -144,6 +144,7 @@ async fn a_stream_on_one_replica_follows_a_task_submitted_on_another() {
         let mut stream = on_b
             .stream_task_status(pb::StatusRequest {
                 task_id: id.clone(),
+                after_sequence: None,
             })
             .await
             .expect("replica B knows the task")

@@ -8,7 +8,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use async_trait::async_trait;
 use tokio::sync::broadcast;
 
-use super::{CancelOutcome, Claim, Finish, Promotion, Renewal, Result, RetryPlan, Store};
+use super::{
+    CancelOutcome, Claim, Finish, Promotion, Renewal, Result, RetryPlan, Store, StoreError,
+};
 use crate::task::{NewTask, Notice, Submitted, TaskEvent, TaskRecord, TaskState};
 
 /// A band per priority, as in the Redis store: higher priority first, then FIFO.
@@ -19,6 +21,7 @@ const BAND: u64 = 1 << 40;
 pub struct MemoryStore {
     inner: Arc<Mutex<Inner>>,
     retention: Duration,
+    max_queued: Option<u64>,
     notices: broadcast::Sender<Notice>,
 }
 
@@ -38,6 +41,8 @@ struct Entry {
     token: String,
     history: Vec<TaskEvent>,
     pending_score: Option<u64>,
+    /// The score it was last queued with: a task handed back returns to that place.
+    queue_score: u64,
     expires_at: Option<u64>,
 }
 
@@ -62,8 +67,16 @@ impl MemoryStore {
         Self {
             inner: Arc::default(),
             retention,
+            max_queued: None,
             notices,
         }
+    }
+
+    /// Refuses submissions beyond `max_queued` tasks waiting to run.
+    #[must_use]
+    pub fn with_max_queued(mut self, max_queued: Option<u64>) -> Self {
+        self.max_queued = max_queued;
+        self
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -108,18 +121,48 @@ impl Inner {
         }
     }
 
-    fn enqueue(&mut self, id: &str, front: bool) {
-        let counter = if front {
-            0
-        } else {
-            self.counter += 1;
-            self.counter
-        };
+    /// Queues a task behind everything of its priority, or (`back_to_place`) at the place it
+    /// was last taken from.
+    fn enqueue(&mut self, id: &str, back_to_place: bool) {
+        self.counter += 1;
+        let counter = self.counter;
         if let Some(entry) = self.tasks.get_mut(id) {
-            let score = (2 - u64::from(entry.record.priority.min(2))) * BAND + counter;
+            let score = if back_to_place {
+                entry.queue_score
+            } else {
+                (2 - u64::from(entry.record.priority.min(2))) * BAND + counter
+            };
             entry.pending_score = Some(score);
+            entry.queue_score = score;
             self.pending.insert((score, id.to_owned()));
         }
+    }
+
+    /// Tasks waiting to run.
+    fn waiting(&self) -> u64 {
+        u64::try_from(self.pending.len() + self.delayed.len()).unwrap_or(u64::MAX)
+    }
+
+    /// Hands a running task back to its place in the queue, or ends it CANCELLED when a
+    /// cancellation is pending.
+    fn hand_back(&mut self, id: &str, now: u64, retention: Duration) -> Option<TaskEvent> {
+        let cancel = self
+            .tasks
+            .get(id)
+            .is_some_and(|e| e.record.cancel_requested);
+        if cancel {
+            return self.finish(id, TaskState::Cancelled, now, retention);
+        }
+        self.leases.remove(id);
+        if let Some(entry) = self.tasks.get_mut(id) {
+            entry.record.attempt = entry.record.attempt.saturating_sub(1);
+            entry.record.state = TaskState::Queued;
+            entry.record.progress = 0;
+            entry.record.updated_ms = signed(now);
+            entry.token.clear();
+        }
+        self.enqueue(id, true);
+        self.emit(id, true)
     }
 
     fn unqueue(&mut self, id: &str) {
@@ -131,7 +174,7 @@ impl Inner {
     }
 
     /// Records the task's current state as its next event.
-    fn emit(&mut self, id: &str) -> Option<TaskEvent> {
+    fn emit(&mut self, id: &str, runnable: bool) -> Option<TaskEvent> {
         let entry = self.tasks.get_mut(id)?;
         let record = &mut entry.record;
         record.seq += 1;
@@ -145,6 +188,7 @@ impl Inner {
             result: record.result.clone(),
             error: record.error.clone(),
             ts: record.updated_ms,
+            runnable,
         };
         entry.history.push(event.clone());
         Some(event)
@@ -167,7 +211,7 @@ impl Inner {
         if state == TaskState::Failed {
             self.dead.insert(id.to_owned(), now);
         }
-        self.emit(id)
+        self.emit(id, false)
     }
 
     /// True when `token` holds the lease of the running task `id`.
@@ -186,6 +230,24 @@ impl Store for MemoryStore {
         let mut out = Vec::with_capacity(tasks.len());
         {
             let mut inner = self.lock();
+            if let Some(cap) = self.max_queued {
+                let new = tasks
+                    .iter()
+                    .filter(|task| {
+                        task.idempotency_key
+                            .as_ref()
+                            .is_none_or(|key| !inner.idem.contains_key(key))
+                    })
+                    .count();
+                let waiting = inner.waiting();
+                let new = u64::try_from(new).unwrap_or(u64::MAX);
+                if new > 0 && waiting.saturating_add(new) > cap {
+                    return Err(StoreError::Full(format!(
+                        "{waiting} tasks are waiting to run; the cap is {cap} \
+                         (server.limits.max_queued_tasks)"
+                    )));
+                }
+            }
             for task in tasks {
                 if let Some(key) = &task.idempotency_key
                     && let Some(existing) = inner.idem.get(key).cloned()
@@ -226,6 +288,7 @@ impl Store for MemoryStore {
                         token: String::new(),
                         history: Vec::new(),
                         pending_score: None,
+                        queue_score: 0,
                         expires_at: None,
                     },
                 );
@@ -239,7 +302,7 @@ impl Store for MemoryStore {
                         .delayed
                         .insert(id.clone(), now.saturating_add(ms(task.delay)));
                 }
-                events.extend(inner.emit(&id));
+                events.extend(inner.emit(&id, task.delay.is_zero()));
                 out.push(Submitted {
                     id,
                     deduplicated: false,
@@ -274,9 +337,8 @@ impl Store for MemoryStore {
             .unwrap_or_default())
     }
 
-    async fn claim(&self, lease: Duration) -> Result<Option<Claim>> {
+    async fn claim(&self, token: &str, lease: Duration) -> Result<Option<Claim>> {
         let now = now_ms();
-        let token = uuid::Uuid::new_v4().to_string();
         let (claim, event) = {
             let mut inner = self.lock();
             let Some((score, id)) = inner.pending.pop_first() else {
@@ -291,12 +353,13 @@ impl Store for MemoryStore {
             entry.record.state = TaskState::InProgress;
             entry.record.progress = 0;
             entry.record.updated_ms = signed(now);
-            entry.token.clone_from(&token);
+            token.clone_into(&mut entry.token);
             inner
                 .leases
                 .insert(id.clone(), now.saturating_add(ms(lease)));
-            let event = inner.emit(&id);
+            let event = inner.emit(&id, false);
             let task = inner.tasks.get(&id).map(|entry| entry.record.clone());
+            let token = token.to_owned();
             (task.map(|task| Claim { task, token }), event)
         };
         self.publish(event);
@@ -334,7 +397,7 @@ impl Store for MemoryStore {
                 entry.record.progress = percent.min(100);
                 entry.record.updated_ms = signed(now);
             }
-            inner.emit(id)
+            inner.emit(id, false)
         };
         self.publish(event);
         Ok(true)
@@ -372,7 +435,7 @@ impl Store for MemoryStore {
             if record.cancel_requested {
                 record.error = format!("cancelled: {error}");
                 (
-                    Finish::Done,
+                    Finish::Cancelled,
                     inner.finish(id, TaskState::Cancelled, now, self.retention),
                 )
             } else if plan.permanent || record.attempt >= record.max_attempts {
@@ -395,7 +458,7 @@ impl Store for MemoryStore {
                         .delayed
                         .insert(id.to_owned(), now.saturating_add(ms(plan.delay)));
                 }
-                (Finish::Retrying, inner.emit(id))
+                (Finish::Retrying, inner.emit(id, plan.delay.is_zero()))
             }
         };
         self.publish(event);
@@ -425,27 +488,32 @@ impl Store for MemoryStore {
             if !inner.holds(id, token, now) {
                 return Ok(Finish::Stale);
             }
-            let cancel = inner
-                .tasks
-                .get(id)
-                .is_some_and(|e| e.record.cancel_requested);
-            if cancel {
-                inner.finish(id, TaskState::Cancelled, now, self.retention)
-            } else {
-                inner.leases.remove(id);
-                if let Some(entry) = inner.tasks.get_mut(id) {
-                    entry.record.attempt = entry.record.attempt.saturating_sub(1);
-                    entry.record.state = TaskState::Queued;
-                    entry.record.progress = 0;
-                    entry.record.updated_ms = signed(now);
-                    entry.token.clear();
-                }
-                inner.enqueue(id, true);
-                inner.emit(id)
-            }
+            inner.hand_back(id, now, self.retention)
         };
         self.publish(event);
         Ok(Finish::Done)
+    }
+
+    async fn unclaim(&self, token: &str) -> Result<bool> {
+        let now = now_ms();
+        let event = {
+            let mut inner = self.lock();
+            let held = inner
+                .tasks
+                .iter()
+                .find(|(_, entry)| {
+                    !token.is_empty()
+                        && entry.token == token
+                        && entry.record.state == TaskState::InProgress
+                })
+                .map(|(id, _)| id.clone());
+            let Some(id) = held else {
+                return Ok(false);
+            };
+            inner.hand_back(&id, now, self.retention)
+        };
+        self.publish(event);
+        Ok(true)
     }
 
     async fn cancel(&self, id: &str, reason: &str) -> Result<CancelOutcome> {
@@ -464,10 +532,11 @@ impl Store for MemoryStore {
                 TaskState::InProgress => {
                     entry.record.cancel_requested = true;
                     entry.record.error = reason.to_owned();
-                    (
-                        CancelOutcome::Requested,
-                        Some(Notice::Cancel(id.to_owned())),
-                    )
+                    let notice = Notice::Cancel {
+                        task_id: id.to_owned(),
+                        token: entry.token.clone(),
+                    };
+                    (CancelOutcome::Requested, Some(notice))
                 }
                 state => (CancelOutcome::AlreadyFinished(state), None),
             }
@@ -509,7 +578,7 @@ impl Store for MemoryStore {
                     record.updated_ms = signed(now);
                     entry.token.clear();
                     inner.enqueue(id, false);
-                    inner.emit(id)
+                    inner.emit(id, true)
                 };
                 events.extend(event);
             }
@@ -545,7 +614,7 @@ impl Store for MemoryStore {
             (due.len(), next)
         };
         if moved > 0 {
-            self.send(Notice::Wake);
+            self.send(Notice::Wake(moved));
         }
         Ok(Promotion { moved, next_due })
     }

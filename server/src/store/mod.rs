@@ -23,6 +23,10 @@ pub enum StoreError {
     /// The backing store cannot be reached (or did not answer in time). Retry later.
     #[error("the task store is unavailable: {0}")]
     Unavailable(String),
+    /// The store is full: Redis is out of memory, or the cap on waiting tasks is reached.
+    /// Nothing was written; retry once tasks have drained.
+    #[error("the task store is full: {0}")]
+    Full(String),
     /// The store answered something this version does not understand: a bug.
     #[error("the task store answered unexpectedly: {0}")]
     Corrupt(String),
@@ -58,6 +62,8 @@ pub enum Finish {
     Done,
     /// The attempt failed and the task will be retried.
     Retrying,
+    /// The attempt failed after a cancellation was requested: the task ended CANCELLED.
+    Cancelled,
     /// The token no longer holds the lease: the report was rejected.
     Stale,
 }
@@ -106,8 +112,15 @@ pub trait Store: Send + Sync + 'static {
     /// The task's events with a sequence number above `after`, in order.
     async fn events_after(&self, id: &str, after: u64) -> Result<Vec<TaskEvent>>;
 
-    /// Leases the first runnable task (highest priority, then oldest) to a new token.
-    async fn claim(&self, lease: Duration) -> Result<Option<Claim>>;
+    /// Leases the first runnable task (highest priority, then oldest) to `token`, a token
+    /// never used before. When the call fails, whether the task was leased is unknown: call
+    /// [`Store::unclaim`] with the same token.
+    async fn claim(&self, token: &str, lease: Duration) -> Result<Option<Claim>>;
+
+    /// Hands back, without spending an attempt, the task leased to `token` by a claim whose
+    /// answer was lost. True when a task was handed back; false when the claim never
+    /// happened (or its lease is over).
+    async fn unclaim(&self, token: &str) -> Result<bool>;
 
     /// Extends a lease.
     async fn renew(&self, id: &str, token: &str, lease: Duration) -> Result<Renewal>;
@@ -125,7 +138,7 @@ pub trait Store: Send + Sync + 'static {
     /// Ends a running task whose handler stopped for a cancellation.
     async fn finish_cancelled(&self, id: &str, token: &str, reason: &str) -> Result<Finish>;
 
-    /// Hands a running task back to the front of the queue without spending an attempt.
+    /// Hands a running task back to its place in the queue without spending an attempt.
     async fn release(&self, id: &str, token: &str) -> Result<Finish>;
 
     /// Cancels a task.
@@ -142,6 +155,17 @@ pub trait Store: Send + Sync + 'static {
 
     /// Checks that the store answers.
     async fn ping(&self) -> Result<()>;
+
+    /// True while notices from other processes arrive (the store's subscription is up).
+    fn subscribed(&self) -> bool {
+        true
+    }
+
+    /// The store's eviction policy, when it has one that can be read (Redis's
+    /// `maxmemory-policy`).
+    async fn eviction_policy(&self) -> Result<Option<String>> {
+        Ok(None)
+    }
 
     /// Notices from every server process sharing the store.
     fn notices(&self) -> broadcast::Receiver<Notice>;

@@ -1,8 +1,17 @@
 //! The Redis store: every transition is one Lua script (see `lua/common.lua` for the keys).
+//!
+//! Connections are made lazily and remade when they stop answering: the store can be created
+//! while Redis is unreachable, and a half-open connection (a peer that vanished without a
+//! reset) is replaced once a PING through it times out. The event subscription is checked
+//! the same way, and every (re)subscription announces `Resync` so that streams and workers
+//! re-read what they may have missed.
 
 use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{Client, RedisError, Script};
@@ -15,9 +24,21 @@ use super::{
 };
 use crate::task::{NewTask, Notice, Submitted, TaskEvent, TaskRecord, TaskState};
 
+/// A script that creates work: refused at its start when Redis is out of memory, so that a
+/// full Redis answers submissions with an error and never half-runs a script.
+const DENY_OOM: &str = "#!lua\n";
+/// A script that finishes, moves or drains work: allowed when Redis is out of memory, so that
+/// a full Redis still lets running tasks finish and frees memory as they expire.
+const ALLOW_OOM: &str = "#!lua flags=allow-oom\n";
+
 macro_rules! script {
-    ($file:literal) => {
-        Script::new(concat!(include_str!("lua/common.lua"), include_str!($file)))
+    ($flags:expr, $file:literal) => {
+        Script::new(&format!(
+            "{}{}{}",
+            $flags,
+            include_str!("lua/common.lua"),
+            include_str!($file)
+        ))
     };
 }
 
@@ -31,6 +52,7 @@ struct Scripts {
     fail: Script,
     cancelled: Script,
     release: Script,
+    unclaim: Script,
     cancel: Script,
     reap: Script,
     promote: Script,
@@ -40,18 +62,19 @@ struct Scripts {
 impl Scripts {
     fn new() -> Self {
         Self {
-            submit: script!("lua/submit.lua"),
-            claim: script!("lua/claim.lua"),
-            renew: script!("lua/renew.lua"),
-            progress: script!("lua/progress.lua"),
-            complete: script!("lua/complete.lua"),
-            fail: script!("lua/fail.lua"),
-            cancelled: script!("lua/cancelled.lua"),
-            release: script!("lua/release.lua"),
-            cancel: script!("lua/cancel.lua"),
-            reap: script!("lua/reap.lua"),
-            promote: script!("lua/promote.lua"),
-            trim: script!("lua/trim.lua"),
+            submit: script!(DENY_OOM, "lua/submit.lua"),
+            claim: script!(ALLOW_OOM, "lua/claim.lua"),
+            renew: script!(ALLOW_OOM, "lua/renew.lua"),
+            progress: script!(ALLOW_OOM, "lua/progress.lua"),
+            complete: script!(ALLOW_OOM, "lua/complete.lua"),
+            fail: script!(ALLOW_OOM, "lua/fail.lua"),
+            cancelled: script!(ALLOW_OOM, "lua/cancelled.lua"),
+            release: script!(ALLOW_OOM, "lua/release.lua"),
+            unclaim: script!(ALLOW_OOM, "lua/unclaim.lua"),
+            cancel: script!(ALLOW_OOM, "lua/cancel.lua"),
+            reap: script!(ALLOW_OOM, "lua/reap.lua"),
+            promote: script!(ALLOW_OOM, "lua/promote.lua"),
+            trim: script!(ALLOW_OOM, "lua/trim.lua"),
         }
     }
 }
@@ -69,6 +92,8 @@ pub struct RedisOptions {
     pub connect_timeout: Duration,
     /// Timeout of one command.
     pub command_timeout: Duration,
+    /// Most tasks waiting to run (pending and delayed) before submissions are refused.
+    pub max_queued: Option<u64>,
 }
 
 impl std::fmt::Debug for RedisOptions {
@@ -83,12 +108,16 @@ impl std::fmt::Debug for RedisOptions {
 /// The Redis store. Cheap to clone; clones share the connection and the subscription.
 #[derive(Clone)]
 pub struct RedisStore {
-    conn: ConnectionManager,
+    client: Client,
+    config: ConnectionManagerConfig,
+    conn: Arc<ArcSwap<ConnectionManager>>,
     prefix: String,
     retention_ms: u64,
-    scripts: std::sync::Arc<Scripts>,
+    max_queued: u64,
+    scripts: Arc<Scripts>,
     notices: broadcast::Sender<Notice>,
-    _subscriber: std::sync::Arc<AbortOnDrop>,
+    subscribed: Arc<AtomicBool>,
+    _subscriber: Arc<AbortOnDrop>,
 }
 
 /// Stops the subscription task when the last store clone is dropped.
@@ -101,17 +130,21 @@ impl Drop for AbortOnDrop {
 }
 
 fn map_err(error: RedisError) -> StoreError {
+    match error.code() {
+        Some("OOM") => return StoreError::Full(format!("Redis is out of memory: {error}")),
+        Some("QUEUEFULL") => {
+            return StoreError::Full(error.detail().unwrap_or("the queue is full").to_owned());
+        }
+        Some("LOADING" | "TRYAGAIN" | "MASTERDOWN" | "READONLY" | "BUSY" | "CLUSTERDOWN") => {
+            return StoreError::Unavailable(error.to_string());
+        }
+        _ => {}
+    }
     let unavailable = error.is_io_error()
         || error.is_timeout()
         || error.is_connection_dropped()
         || error.is_connection_refusal()
-        || matches!(error.kind(), redis::ErrorKind::AuthenticationFailed)
-        || {
-            let text = format!("{:?}", error.kind());
-            ["BusyLoading", "TryAgain", "MasterDown", "ReadOnly"]
-                .iter()
-                .any(|kind| text.contains(kind))
-        };
+        || matches!(error.kind(), redis::ErrorKind::AuthenticationFailed);
     if unavailable {
         StoreError::Unavailable(error.to_string())
     } else {
@@ -123,10 +156,14 @@ fn ms(duration: Duration) -> u64 {
     u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }
 
+/// How often the subscription connection is PINGed to prove it alive.
+const SUBSCRIPTION_PING_EVERY: Duration = Duration::from_secs(1);
+
 impl RedisStore {
-    /// Connects to Redis and subscribes to the events channel. Fails when Redis cannot be
-    /// reached within the connect timeout.
-    pub async fn connect(options: RedisOptions) -> Result<Self> {
+    /// The store over the Redis at `options.url`. Nothing is dialled yet: commands connect on
+    /// first use (and fail `Unavailable` while Redis cannot be reached), and the event
+    /// subscription is kept in the background. Fails only on an invalid address.
+    pub fn connect(options: RedisOptions) -> Result<Self> {
         let client = Client::open(options.url.as_str())
             .map_err(|error| StoreError::Unavailable(format!("invalid Redis address: {error}")))?;
         let config = ConnectionManagerConfig::new()
@@ -134,26 +171,48 @@ impl RedisStore {
             .set_response_timeout(Some(options.command_timeout))
             .set_number_of_retries(1)
             .set_max_delay(Duration::from_secs(1));
-        let conn = client
-            .get_connection_manager_with_config(config)
-            .await
+        let conn = ConnectionManager::new_lazy_with_config(client.clone(), config.clone())
             .map_err(map_err)?;
         let (notices, _) = broadcast::channel(4096);
+        let subscribed = Arc::new(AtomicBool::new(false));
         let channel = format!("{}events", options.prefix);
         let subscriber = tokio::spawn(subscribe(
-            client,
+            client.clone(),
             channel,
             notices.clone(),
+            subscribed.clone(),
             options.connect_timeout,
+            options.command_timeout,
         ));
         Ok(Self {
-            conn,
+            client,
+            config,
+            conn: Arc::new(ArcSwap::from_pointee(conn)),
             prefix: options.prefix,
             retention_ms: ms(options.retention).max(1),
-            scripts: std::sync::Arc::new(Scripts::new()),
+            max_queued: options.max_queued.unwrap_or(0),
+            scripts: Arc::new(Scripts::new()),
             notices,
-            _subscriber: std::sync::Arc::new(AbortOnDrop(subscriber.abort_handle())),
+            subscribed,
+            _subscriber: Arc::new(AbortOnDrop(subscriber.abort_handle())),
         })
+    }
+
+    /// The command connection (a cheap clone of the shared one).
+    fn conn(&self) -> ConnectionManager {
+        ConnectionManager::clone(&self.conn.load())
+    }
+
+    /// Replaces the command connection by a fresh one. The manager reconnects by itself when
+    /// a connection drops, but not when it stops answering without dropping.
+    fn reconnect(&self) {
+        match ConnectionManager::new_lazy_with_config(self.client.clone(), self.config.clone()) {
+            Ok(conn) => {
+                warn!("Redis stopped answering on the command connection; reconnecting.");
+                self.conn.store(Arc::new(conn));
+            }
+            Err(error) => warn!(%error, "Cannot make a new Redis connection."),
+        }
     }
 
     fn key(&self, name: &str) -> String {
@@ -161,42 +220,68 @@ impl RedisStore {
     }
 }
 
-/// Keeps one subscription to the events channel for the whole process, re-subscribing after
-/// a disconnect and announcing `Resync` so that streams re-read what they may have missed.
+/// Keeps one subscription to the events channel for the whole process. The connection is
+/// PINGed every second; one that does not answer within the command timeout is dropped and
+/// made again. Every (re)subscription announces `Resync`, so that streams and workers
+/// re-read what they may have missed while it was down. `subscribed` tells whether the
+/// subscription is up, for readiness.
 async fn subscribe(
     client: Client,
     channel: String,
     notices: broadcast::Sender<Notice>,
+    subscribed: Arc<AtomicBool>,
     connect_timeout: Duration,
+    command_timeout: Duration,
 ) {
-    let mut subscribed_before = false;
     let mut backoff = Duration::from_millis(100);
     loop {
-        let pubsub = tokio::time::timeout(connect_timeout, client.get_async_pubsub()).await;
+        let pubsub = tokio::time::timeout(connect_timeout, async {
+            let mut pubsub = client.get_async_pubsub().await?;
+            pubsub.subscribe(&channel).await?;
+            Ok::<_, RedisError>(pubsub)
+        })
+        .await;
         match pubsub {
-            Ok(Ok(mut pubsub)) => match pubsub.subscribe(&channel).await {
-                Ok(()) => {
-                    if subscribed_before {
-                        info!("Re-subscribed to task events.");
-                        let _ = notices.send(Notice::Resync);
-                    }
-                    subscribed_before = true;
-                    backoff = Duration::from_millis(100);
-                    let mut messages = pubsub.into_on_message();
-                    while let Some(message) = messages.next().await {
-                        if let Some(notice) = parse_notice(message.get_payload_bytes()) {
-                            let _ = notices.send(notice);
+            Ok(Ok(pubsub)) => {
+                subscribed.store(true, Ordering::Relaxed);
+                info!("Subscribed to task events.");
+                let _ = notices.send(Notice::Resync);
+                backoff = Duration::from_millis(100);
+                let (mut sink, mut messages) = pubsub.split();
+                let mut pings = tokio::time::interval(SUBSCRIPTION_PING_EVERY);
+                pings.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    tokio::select! {
+                        message = messages.next() => match message {
+                            Some(message) => {
+                                if let Some(notice) = parse_notice(message.get_payload_bytes()) {
+                                    let _ = notices.send(notice);
+                                }
+                            }
+                            None => {
+                                warn!("Lost the task event subscription; resubscribing.");
+                                break;
+                            }
+                        },
+                        _ = pings.tick() => {
+                            let pong = tokio::time::timeout(
+                                command_timeout,
+                                sink.ping::<redis::Value>(),
+                            )
+                            .await;
+                            if !matches!(pong, Ok(Ok(_))) {
+                                warn!("The task event subscription stopped answering; \
+                                       resubscribing.");
+                                break;
+                            }
                         }
                     }
-                    warn!("Lost the task event subscription; reconnecting.");
                 }
-                Err(error) => warn!(%error, "Cannot subscribe to task events; retrying."),
-            },
-            Ok(Err(error)) => warn!(%error, "Cannot connect for task events; retrying."),
-            Err(_) => warn!("Timed out connecting for task events; retrying."),
+                subscribed.store(false, Ordering::Relaxed);
+            }
+            Ok(Err(error)) => warn!(%error, "Cannot subscribe to task events; retrying."),
+            Err(_) => warn!("Timed out subscribing to task events; retrying."),
         }
-        // Tell everyone to re-check: wake-ups may have been published while disconnected.
-        let _ = notices.send(Notice::Resync);
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(Duration::from_secs(2));
     }
@@ -206,10 +291,17 @@ async fn subscribe(
 fn parse_notice(payload: &[u8]) -> Option<Notice> {
     let value: serde_json::Value = serde_json::from_slice(payload).ok()?;
     if let Some(id) = value.get("cancel").and_then(|id| id.as_str()) {
-        return Some(Notice::Cancel(id.to_owned()));
+        let token = value.get("token").and_then(|t| t.as_str()).unwrap_or("");
+        return Some(Notice::Cancel {
+            task_id: id.to_owned(),
+            token: token.to_owned(),
+        });
     }
-    if value.get("wake").is_some() {
-        return Some(Notice::Wake);
+    if let Some(count) = value.get("wake") {
+        let count = count
+            .as_u64()
+            .map_or(1, |n| usize::try_from(n).unwrap_or(usize::MAX));
+        return Some(Notice::Wake(count));
     }
     serde_json::from_value(value).ok().map(Notice::Event)
 }
@@ -267,6 +359,7 @@ fn finish(code: i64, retry: bool) -> Finish {
     match (code, retry) {
         (0, _) => Finish::Stale,
         (1, true) => Finish::Retrying,
+        (3, true) => Finish::Cancelled,
         _ => Finish::Done,
     }
 }
@@ -275,7 +368,7 @@ fn finish(code: i64, retry: bool) -> Finish {
 impl Store for RedisStore {
     async fn submit(&self, tasks: Vec<NewTask>) -> Result<Vec<Submitted>> {
         let mut invocation = self.scripts.submit.prepare_invoke();
-        invocation.arg(&self.prefix);
+        invocation.arg(&self.prefix).arg(self.max_queued);
         for task in &tasks {
             invocation
                 .arg(&task.id)
@@ -291,7 +384,7 @@ impl Store for RedisStore {
                 .arg(task.trace_parent.as_deref().unwrap_or(""));
         }
         let flat: Vec<(String, i64)> = invocation
-            .invoke_async(&mut self.conn.clone())
+            .invoke_async(&mut self.conn())
             .await
             .map_err(map_err)?;
         Ok(flat
@@ -306,7 +399,7 @@ impl Store for RedisStore {
     async fn get(&self, id: &str) -> Result<Option<TaskRecord>> {
         let fields: Vec<(String, Vec<u8>)> = redis::cmd("HGETALL")
             .arg(self.key(&format!("task:{id}")))
-            .query_async(&mut self.conn.clone())
+            .query_async(&mut self.conn())
             .await
             .map_err(map_err)?;
         if fields.is_empty() {
@@ -321,7 +414,7 @@ impl Store for RedisStore {
             .arg(self.key(&format!("task_events:{id}")))
             .arg(after)
             .arg(-1)
-            .query_async(&mut self.conn.clone())
+            .query_async(&mut self.conn())
             .await
             .map_err(map_err)?;
         raw.iter()
@@ -332,23 +425,22 @@ impl Store for RedisStore {
             .collect()
     }
 
-    async fn claim(&self, lease: Duration) -> Result<Option<Claim>> {
-        let token = uuid::Uuid::new_v4().to_string();
+    async fn claim(&self, token: &str, lease: Duration) -> Result<Option<Claim>> {
         let flat: Option<Vec<Vec<u8>>> = self
             .scripts
             .claim
             .prepare_invoke()
             .arg(&self.prefix)
-            .arg(&token)
+            .arg(token)
             .arg(ms(lease))
-            .invoke_async(&mut self.conn.clone())
+            .invoke_async(&mut self.conn())
             .await
             .map_err(map_err)?;
         match flat {
             None => Ok(None),
             Some(flat) => Ok(Some(Claim {
                 task: parse_task(pairs(flat))?,
-                token,
+                token: token.to_owned(),
             })),
         }
     }
@@ -362,7 +454,7 @@ impl Store for RedisStore {
             .arg(id)
             .arg(token)
             .arg(ms(lease))
-            .invoke_async(&mut self.conn.clone())
+            .invoke_async(&mut self.conn())
             .await
             .map_err(map_err)?;
         Ok(match code {
@@ -381,7 +473,7 @@ impl Store for RedisStore {
             .arg(id)
             .arg(token)
             .arg(percent.min(100))
-            .invoke_async(&mut self.conn.clone())
+            .invoke_async(&mut self.conn())
             .await
             .map_err(map_err)?;
         Ok(code == 1)
@@ -397,7 +489,7 @@ impl Store for RedisStore {
             .arg(token)
             .arg(result)
             .arg(self.retention_ms)
-            .invoke_async(&mut self.conn.clone())
+            .invoke_async(&mut self.conn())
             .await
             .map_err(map_err)?;
         Ok(finish(code, false))
@@ -415,7 +507,7 @@ impl Store for RedisStore {
             .arg(ms(plan.delay))
             .arg(self.retention_ms)
             .arg(u8::from(plan.permanent))
-            .invoke_async(&mut self.conn.clone())
+            .invoke_async(&mut self.conn())
             .await
             .map_err(map_err)?;
         Ok(finish(code, true))
@@ -431,7 +523,7 @@ impl Store for RedisStore {
             .arg(token)
             .arg(reason)
             .arg(self.retention_ms)
-            .invoke_async(&mut self.conn.clone())
+            .invoke_async(&mut self.conn())
             .await
             .map_err(map_err)?;
         Ok(finish(code, false))
@@ -446,10 +538,24 @@ impl Store for RedisStore {
             .arg(id)
             .arg(token)
             .arg(self.retention_ms)
-            .invoke_async(&mut self.conn.clone())
+            .invoke_async(&mut self.conn())
             .await
             .map_err(map_err)?;
         Ok(finish(code, false))
+    }
+
+    async fn unclaim(&self, token: &str) -> Result<bool> {
+        let code: i64 = self
+            .scripts
+            .unclaim
+            .prepare_invoke()
+            .arg(&self.prefix)
+            .arg(token)
+            .arg(self.retention_ms)
+            .invoke_async(&mut self.conn())
+            .await
+            .map_err(map_err)?;
+        Ok(code == 1)
     }
 
     async fn cancel(&self, id: &str, reason: &str) -> Result<CancelOutcome> {
@@ -461,7 +567,7 @@ impl Store for RedisStore {
             .arg(id)
             .arg(reason)
             .arg(self.retention_ms)
-            .invoke_async(&mut self.conn.clone())
+            .invoke_async(&mut self.conn())
             .await
             .map_err(map_err)?;
         Ok(match outcome.as_str() {
@@ -483,7 +589,7 @@ impl Store for RedisStore {
             .arg(&self.prefix)
             .arg(limit)
             .arg(self.retention_ms)
-            .invoke_async(&mut self.conn.clone())
+            .invoke_async(&mut self.conn())
             .await
             .map_err(map_err)?;
         Ok(count)
@@ -496,7 +602,7 @@ impl Store for RedisStore {
             .prepare_invoke()
             .arg(&self.prefix)
             .arg(limit)
-            .invoke_async(&mut self.conn.clone())
+            .invoke_async(&mut self.conn())
             .await
             .map_err(map_err)?;
         Ok(Promotion {
@@ -512,18 +618,45 @@ impl Store for RedisStore {
             .prepare_invoke()
             .arg(&self.prefix)
             .arg(self.retention_ms)
-            .invoke_async(&mut self.conn.clone())
+            .invoke_async(&mut self.conn())
             .await
             .map_err(map_err)?;
         Ok(count)
     }
 
     async fn ping(&self) -> Result<()> {
-        let _: String = redis::cmd("PING")
-            .query_async(&mut self.conn.clone())
+        let pong: Result<String> = redis::cmd("PING")
+            .query_async(&mut self.conn())
             .await
-            .map_err(map_err)?;
-        Ok(())
+            .map_err(|error| {
+                if error.is_timeout() {
+                    self.reconnect();
+                }
+                map_err(error)
+            });
+        pong.map(drop)
+    }
+
+    fn subscribed(&self) -> bool {
+        self.subscribed.load(Ordering::Relaxed)
+    }
+
+    async fn eviction_policy(&self) -> Result<Option<String>> {
+        let answer: redis::RedisResult<Vec<String>> = redis::cmd("CONFIG")
+            .arg("GET")
+            .arg("maxmemory-policy")
+            .query_async(&mut self.conn())
+            .await;
+        match answer {
+            Ok(pair) => Ok(pair.get(1).cloned()),
+            // Managed services often rename or forbid CONFIG: the policy cannot be known.
+            Err(error) if error.code().is_some() => {
+                warn!(%error, "Cannot read Redis's maxmemory-policy (CONFIG GET refused); \
+                       make sure it is noeviction.");
+                Ok(None)
+            }
+            Err(error) => Err(map_err(error)),
+        }
     }
 
     fn notices(&self) -> broadcast::Receiver<Notice> {

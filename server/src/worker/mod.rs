@@ -1,7 +1,13 @@
 //! Workers: claim a task, hold its lease while the handler runs, report the outcome.
 //!
-//! An idle worker waits for a wake-up from the hub (a task was queued anywhere in the
-//! cluster), not on a timer; a slow timer only guards against a lost wake-up.
+//! An idle worker waits for a wake-up from the hub, not on a timer: a task that becomes
+//! runnable anywhere in the cluster wakes one idle worker per server, and a re-established
+//! store subscription (the only way a wake-up can be lost) wakes them all.
+//!
+//! A claim whose answer is lost (a timeout, a dropped connection) may still have leased a
+//! task in Redis. The worker chose the lease token itself, so it hands that task back by
+//! token ([`Store::unclaim`]) before it claims again; the task keeps its place and its
+//! attempt, instead of waiting for its lease to expire.
 
 pub mod handler;
 
@@ -111,7 +117,8 @@ impl Worker {
             let wake = self.hub.work_available();
             tokio::pin!(wake);
             wake.as_mut().enable();
-            match self.store.claim(self.settings.lease).await {
+            let token = uuid::Uuid::new_v4().to_string();
+            match self.store.claim(&token, self.settings.lease).await {
                 Ok(Some(claim)) => {
                     backoff = Duration::from_millis(50);
                     inc(&self.metrics.attempts);
@@ -141,17 +148,47 @@ impl Worker {
                 Ok(None) => {
                     tokio::select! {
                         () = &mut wake => {}
-                        () = tokio::time::sleep(Duration::from_secs(2)) => {}
                         () = self.stop.claiming.cancelled() => {}
                     }
                 }
                 Err(error) => {
                     debug!(%error, worker = self.index, "Cannot claim a task; retrying.");
+                    self.unclaim(&token).await;
                     tokio::select! {
                         () = tokio::time::sleep(backoff) => {}
                         () = self.stop.claiming.cancelled() => {}
                     }
                     backoff = (backoff * 2).min(Duration::from_secs(2));
+                }
+            }
+        }
+    }
+
+    /// Hands back whatever a failed claim under `token` may have leased, trying until the
+    /// store answers or the lease is over (after which the claim record has expired and the
+    /// reaper takes the task back).
+    async fn unclaim(&self, token: &str) {
+        let deadline = tokio::time::Instant::now() + self.settings.lease;
+        let mut backoff = Duration::from_millis(50);
+        loop {
+            match self.store.unclaim(token).await {
+                Ok(true) => {
+                    info!(
+                        worker = self.index,
+                        "A claim's answer was lost; handed its task back to the queue."
+                    );
+                    inc(&self.metrics.unclaimed);
+                    return;
+                }
+                Ok(false) => return,
+                Err(error) if tokio::time::Instant::now() + backoff < deadline => {
+                    debug!(%error, worker = self.index, "Cannot check a lost claim yet; retrying.");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(1));
+                }
+                Err(error) => {
+                    warn!(%error, "Gave up checking a lost claim; its lease will expire.");
+                    return;
                 }
             }
         }
@@ -168,7 +205,7 @@ impl Worker {
         };
         debug!(task_id, attempt, worker = self.index, "Running task.");
         let cancel = CancellationToken::new();
-        let _running = self.hub.running(&task_id, cancel.clone());
+        let _running = self.hub.running(&token, cancel.clone());
         let context = TaskContext::new(task, self.store.clone(), token.clone(), cancel.clone());
         let run = handler.run(&context);
         tokio::pin!(run);
@@ -273,6 +310,7 @@ impl Worker {
         match finish {
             Some(Finish::Done) => inc(counter),
             Some(Finish::Retrying) => inc(&self.metrics.retried),
+            Some(Finish::Cancelled) => inc(&self.metrics.cancelled),
             Some(Finish::Stale) => inc(&self.metrics.stale),
             None => {}
         }

@@ -11,7 +11,8 @@ if state == 'QUEUED' then
 end
 if state == 'IN_PROGRESS' then
   redis.call('HSET', key, 'cancel', 1, 'error', reason)
-  redis.call('PUBLISH', P .. 'events', cjson.encode({ cancel = id }))
+  local token = redis.call('HGET', key, 'token')
+  redis.call('PUBLISH', P .. 'events', cjson.encode({ cancel = id, token = token }))
   return { 'requested', state }
 end
 return { 'finished', state }

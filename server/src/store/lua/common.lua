@@ -10,6 +10,8 @@
 --   <p>dead              sorted set: tasks that failed for good; score = when (ms)
 --   <p>task_events:<id>  list: the task's status events, in sequence order
 --   <p>idem:<key>        string: the task id accepted with an idempotency key
+--   <p>claim:<token>     string: the task claimed under a lease token, for one lease: lets a
+--                        worker whose claim reply was lost hand the task back
 --   <p>enqueued          counter for FIFO order
 --   <p>events            pub/sub channel: status events and control notices
 -- (Standalone Redis only: keys are derived inside the scripts.)
@@ -24,26 +26,31 @@ end
 local function task_key(id) return P .. 'task:' .. id end
 
 -- Puts a task in the pending set: higher priority first, then first in, first out.
--- A band of 2^40 per priority keeps every score an exact integer in a double.
-local function enqueue(id, priority, front)
-  local band = (2 - tonumber(priority)) * 1099511627776
-  local n = 0
-  if not front then n = redis.call('INCR', P .. 'enqueued') end
-  redis.call('ZADD', P .. 'tasks', band + n, id)
+-- A band of 2^40 per priority keeps every score an exact integer in a double. The score is
+-- kept in the task (`qscore`), so that a task handed back on shutdown returns to the place
+-- it was taken from, ahead of everything queued after it.
+local function enqueue(id, priority)
+  local score = (2 - tonumber(priority)) * 1099511627776 + redis.call('INCR', P .. 'enqueued')
+  redis.call('ZADD', P .. 'tasks', score, id)
+  redis.call('HSET', task_key(id), 'qscore', score)
 end
 
 -- Records the task's current state as its next event: bumps its sequence number, updates the
--- original status key, appends to its history and publishes it.
-local function emit(id)
+-- original status key, appends to its history and publishes it. `runnable` marks an event
+-- whose task just entered the pending set: it wakes one idle worker per server, and no
+-- other event wakes any.
+local function emit(id, runnable)
   local key = task_key(id)
   local seq = redis.call('HINCRBY', key, 'seq', 1)
   local h = redis.call('HMGET', key, 'state', 'progress', 'attempt', 'max_attempts', 'result',
     'error', 'updated_ms')
-  local event = cjson.encode({
+  local fields = {
     id = id, seq = seq, state = h[1], progress = tonumber(h[2]), attempt = tonumber(h[3]),
     max_attempts = tonumber(h[4]), result = h[5] or '', error = h[6] or '',
     ts = tonumber(h[7]),
-  })
+  }
+  if runnable then fields.run = 1 end
+  local event = cjson.encode(fields)
   redis.call('SET', P .. 'task_status:' .. id, h[1])
   redis.call('RPUSH', P .. 'task_events:' .. id, event)
   redis.call('PUBLISH', P .. 'events', event)
@@ -68,8 +75,26 @@ local function finish(id, state, fields, retention_ms, now)
   redis.call('ZREM', P .. 'tasks', id)
   redis.call('ZREM', P .. 'delayed', id)
   if state == 'FAILED' then redis.call('ZADD', P .. 'dead', now, id) end
-  emit(id)
+  emit(id, false)
   expire_terminal(id, retention_ms)
+end
+
+-- Hands a running task back to the pending set at the place it was taken from, without
+-- spending an attempt; a task with a pending cancellation ends CANCELLED instead.
+local function hand_back(id, retention_ms)
+  local key = task_key(id)
+  local h = redis.call('HMGET', key, 'priority', 'cancel', 'error', 'qscore')
+  local now = now_ms()
+  if h[2] == '1' then
+    finish(id, 'CANCELLED', { 'error', h[3] }, retention_ms, now)
+    return
+  end
+  redis.call('HINCRBY', key, 'attempt', -1)
+  redis.call('HSET', key, 'state', 'QUEUED', 'token', '', 'progress', 0, 'updated_ms', now)
+  redis.call('ZREM', P .. 'leases', id)
+  local score = tonumber(h[4]) or (2 - tonumber(h[1])) * 1099511627776
+  redis.call('ZADD', P .. 'tasks', score, id)
+  emit(id, true)
 end
 
 -- True when `token` still holds the lease of the running task `id`.

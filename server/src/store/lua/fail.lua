@@ -1,7 +1,8 @@
 -- ARGV: prefix, id, token, error, retry_delay_ms, retention_ms, permanent (0/1).
 -- Fails the running attempt: the task waits `retry_delay_ms` for its next attempt, or, on its
 -- last attempt (or when `permanent`), fails for good into the dead set.
--- Returns 1 (will retry), 2 (failed for good), or 0 when the lease is lost.
+-- Returns 1 (will retry), 2 (failed for good), 3 (cancelled: a cancellation was pending), or 0
+-- when the lease is lost.
 local id, token, err = ARGV[2], ARGV[3], ARGV[4]
 local delay, retention_ms, permanent = tonumber(ARGV[5]), tonumber(ARGV[6]), ARGV[7] == '1'
 if not holds(id, token) then return 0 end
@@ -10,7 +11,7 @@ local h = redis.call('HMGET', key, 'attempt', 'max_attempts', 'priority', 'cance
 local now = now_ms()
 if h[4] == '1' then
   finish(id, 'CANCELLED', { 'error', 'cancelled: ' .. err }, retention_ms, now)
-  return 2
+  return 3
 end
 if permanent or tonumber(h[1]) >= tonumber(h[2]) then
   finish(id, 'FAILED', { 'error', err }, retention_ms, now)
@@ -22,7 +23,7 @@ redis.call('ZREM', P .. 'leases', id)
 if delay > 0 then
   redis.call('ZADD', P .. 'delayed', now + delay, id)
 else
-  enqueue(id, h[3], false)
+  enqueue(id, h[3])
 end
-emit(id)
+emit(id, delay <= 0)
 return 1

@@ -1,14 +1,14 @@
 -- ARGV: prefix, limit. Moves due tasks from the delayed set to the pending set and wakes the
--- workers. Returns {moved, ms until the next one is due or -1}.
+-- workers (one per moved task on each server). Returns {moved, ms until the next one is due or -1}.
 local limit = tonumber(ARGV[2])
 local now = now_ms()
 local due = redis.call('ZRANGEBYSCORE', P .. 'delayed', '-inf', now, 'LIMIT', 0, limit)
 for _, id in ipairs(due) do
   redis.call('ZREM', P .. 'delayed', id)
   local priority = redis.call('HGET', task_key(id), 'priority')
-  if priority then enqueue(id, priority, false) end
+  if priority then enqueue(id, priority) end
 end
-if #due > 0 then redis.call('PUBLISH', P .. 'events', cjson.encode({ wake = true })) end
+if #due > 0 then redis.call('PUBLISH', P .. 'events', cjson.encode({ wake = #due })) end
 local next = redis.call('ZRANGE', P .. 'delayed', 0, 0, 'WITHSCORES')
 local wait = -1
 if #next > 0 then wait = math.max(0, tonumber(next[2]) - now) end

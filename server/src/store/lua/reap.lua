@@ -18,8 +18,8 @@ for _, id in ipairs(expired) do
   else
     redis.call('HSET', key, 'state', 'QUEUED', 'token', '', 'progress', 0,
       'error', 'lease expired (worker lost)', 'updated_ms', now)
-    enqueue(id, h[3], false)
-    emit(id)
+    enqueue(id, h[3])
+    emit(id, true)
   end
 end
 return #expired
