@@ -9,7 +9,7 @@
 
 pub mod api;
 pub mod hub;
-mod maintenance;
+pub(crate) mod maintenance;
 pub mod metrics;
 pub mod settings;
 pub mod store;

@@ -104,6 +104,8 @@ impl Settings {
                 connect_timeout: redis.connect_timeout.get(),
                 command_timeout: redis.command_timeout.get(),
                 max_queued: server.limits.max_queued_tasks,
+                outage_gap: crate::maintenance::HEALTH_EVERY * 2 + redis.command_timeout.get(),
+                reap_settle: server.lease.renew_interval.get() + redis.command_timeout.get(),
             },
             workers: WorkerSettings {
                 concurrency: server.workers.concurrency,

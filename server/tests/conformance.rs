@@ -33,6 +33,8 @@ async fn redis(retention: Duration) -> Subject {
         connect_timeout: Duration::from_secs(2),
         command_timeout: Duration::from_secs(2),
         max_queued: None,
+        outage_gap: Duration::from_secs(3600),
+        reap_settle: Duration::ZERO,
     })
     .expect("connect to the test redis");
     Subject {

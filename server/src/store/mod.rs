@@ -144,7 +144,8 @@ pub trait Store: Send + Sync + 'static {
     /// Cancels a task.
     async fn cancel(&self, id: &str, reason: &str) -> Result<CancelOutcome>;
 
-    /// Takes back up to `limit` tasks whose lease expired; returns how many.
+    /// Takes back up to `limit` tasks whose lease expired; returns how many. Nothing is taken
+    /// back while the store has just come back from an outage (see `lua/reap.lua`).
     async fn reap_expired(&self, limit: usize) -> Result<usize>;
 
     /// Moves up to `limit` due delayed tasks to the queue.
@@ -153,7 +154,8 @@ pub trait Store: Send + Sync + 'static {
     /// Forgets dead tasks older than the retention; returns how many.
     async fn trim_dead(&self) -> Result<usize>;
 
-    /// Checks that the store answers.
+    /// Checks that the store answers, and tells it that a server is alive (the store uses
+    /// the silences between these to tell its own outages).
     async fn ping(&self) -> Result<()>;
 
     /// True while notices from other processes arrive (the store's subscription is up).

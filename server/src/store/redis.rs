@@ -57,6 +57,7 @@ struct Scripts {
     reap: Script,
     promote: Script,
     trim: Script,
+    heartbeat: Script,
 }
 
 impl Scripts {
@@ -75,6 +76,7 @@ impl Scripts {
             reap: script!(ALLOW_OOM, "lua/reap.lua"),
             promote: script!(ALLOW_OOM, "lua/promote.lua"),
             trim: script!(ALLOW_OOM, "lua/trim.lua"),
+            heartbeat: script!(ALLOW_OOM, "lua/heartbeat.lua"),
         }
     }
 }
@@ -94,6 +96,10 @@ pub struct RedisOptions {
     pub command_timeout: Duration,
     /// Most tasks waiting to run (pending and delayed) before submissions are refused.
     pub max_queued: Option<u64>,
+    /// A silence of Redis longer than this (no server reached it) counts as an outage.
+    pub outage_gap: Duration,
+    /// After an outage, how long Redis must answer before expired leases are reaped.
+    pub reap_settle: Duration,
 }
 
 impl std::fmt::Debug for RedisOptions {
@@ -114,6 +120,8 @@ pub struct RedisStore {
     prefix: String,
     retention_ms: u64,
     max_queued: u64,
+    outage_gap_ms: u64,
+    reap_settle_ms: u64,
     scripts: Arc<Scripts>,
     notices: broadcast::Sender<Notice>,
     subscribed: Arc<AtomicBool>,
@@ -191,6 +199,8 @@ impl RedisStore {
             prefix: options.prefix,
             retention_ms: ms(options.retention).max(1),
             max_queued: options.max_queued.unwrap_or(0),
+            outage_gap_ms: ms(options.outage_gap),
+            reap_settle_ms: ms(options.reap_settle),
             scripts: Arc::new(Scripts::new()),
             notices,
             subscribed,
@@ -589,6 +599,8 @@ impl Store for RedisStore {
             .arg(&self.prefix)
             .arg(limit)
             .arg(self.retention_ms)
+            .arg(self.outage_gap_ms)
+            .arg(self.reap_settle_ms)
             .invoke_async(&mut self.conn())
             .await
             .map_err(map_err)?;
@@ -625,8 +637,13 @@ impl Store for RedisStore {
     }
 
     async fn ping(&self) -> Result<()> {
-        let pong: Result<String> = redis::cmd("PING")
-            .query_async(&mut self.conn())
+        let pong: Result<i64> = self
+            .scripts
+            .heartbeat
+            .prepare_invoke()
+            .arg(&self.prefix)
+            .arg(self.outage_gap_ms)
+            .invoke_async(&mut self.conn())
             .await
             .map_err(|error| {
                 if error.is_timeout() {

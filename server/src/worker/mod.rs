@@ -168,7 +168,7 @@ impl Worker {
     /// store answers or the lease is over (after which the claim record has expired and the
     /// reaper takes the task back).
     async fn unclaim(&self, token: &str) {
-        let deadline = tokio::time::Instant::now() + self.settings.lease;
+        let deadline = tokio::time::Instant::now() + self.settings.lease * 4;
         let mut backoff = Duration::from_millis(50);
         loop {
             match self.store.unclaim(token).await {
@@ -184,7 +184,7 @@ impl Worker {
                 Err(error) if tokio::time::Instant::now() + backoff < deadline => {
                     debug!(%error, worker = self.index, "Cannot check a lost claim yet; retrying.");
                     tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(1));
+                    backoff = (backoff * 2).min(Duration::from_millis(250));
                 }
                 Err(error) => {
                     warn!(%error, "Gave up checking a lost claim; its lease will expire.");
@@ -316,15 +316,16 @@ impl Worker {
         }
     }
 
-    /// Reports an outcome, retrying while the store is unavailable for up to one lease:
-    /// past that, the lease has expired and the reaper takes the task back anyway. Returns
+    /// Reports an outcome, retrying while the store does not answer: the report is guarded
+    /// by the lease token, so a late one is rejected (`Stale`) if the task was taken back
+    /// meanwhile, and giving up early would make the task run again. Only a shutdown past
+    /// its grace period gives up (the lease then expires and the task is retried). Returns
     /// what the store did, or `None` when it could not be told.
     async fn report<F, Fut>(&self, task_id: &str, mut call: F) -> Option<Finish>
     where
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = Result<Finish, StoreError>>,
     {
-        let deadline = tokio::time::Instant::now() + self.settings.lease;
         let mut backoff = Duration::from_millis(50);
         loop {
             match call().await {
@@ -336,15 +337,17 @@ impl Worker {
                     return Some(Finish::Stale);
                 }
                 Ok(finish) => return Some(finish),
-                Err(error) if tokio::time::Instant::now() + backoff < deadline => {
-                    debug!(%error, task_id, "Cannot record the outcome yet; retrying.");
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(1));
-                }
                 Err(error) => {
-                    warn!(%error, task_id, "Gave up recording the outcome; the lease will expire \
-                          and the task will be retried.");
-                    return None;
+                    debug!(%error, task_id, "Cannot record the outcome yet; retrying.");
+                    tokio::select! {
+                        () = tokio::time::sleep(backoff) => {}
+                        () = self.stop.running.cancelled() => {
+                            warn!(%error, task_id, "Shutting down without recording the \
+                                  outcome; the lease will expire and the task will be retried.");
+                            return None;
+                        }
+                    }
+                    backoff = (backoff * 2).min(Duration::from_millis(500));
                 }
             }
         }

@@ -14,7 +14,7 @@ for _ = 1, 16 do
     redis.call('HSET', key, 'state', 'IN_PROGRESS', 'token', token, 'progress', 0,
       'updated_ms', now)
     redis.call('ZADD', P .. 'leases', now + lease_ms, id)
-    redis.call('SET', P .. 'claim:' .. token, id, 'PX', lease_ms)
+    redis.call('SET', P .. 'claim:' .. token, id, 'PX', lease_ms + 60000)
     emit(id, false)
     return redis.call('HGETALL', key)
   end

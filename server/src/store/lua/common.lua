@@ -14,6 +14,9 @@
 --                        worker whose claim reply was lost hand the task back
 --   <p>enqueued          counter for FIFO order
 --   <p>events            pub/sub channel: status events and control notices
+--   <p>alive             string: when (Redis time, ms) a server last reached Redis
+--   <p>resumed           string: when Redis last answered after a silence (a restart, a
+--                        freeze, an outage): leases are not reaped until it has been up a while
 -- (Standalone Redis only: keys are derived inside the scripts.)
 
 local P = ARGV[1]
@@ -95,6 +98,15 @@ local function hand_back(id, retention_ms)
   local score = tonumber(h[4]) or (2 - tonumber(h[1])) * 1099511627776
   redis.call('ZADD', P .. 'tasks', score, id)
   emit(id, true)
+end
+
+-- Notes that a server reached Redis now. A silence longer than `gap_ms` since the last note
+-- means Redis was stopped, frozen or unreachable for everyone: `resumed` records when it came
+-- back, in Redis's own clock, so that the reaper can give live workers time to renew.
+local function touch(now, gap_ms)
+  local last = tonumber(redis.call('GET', P .. 'alive') or '0')
+  if now - last > gap_ms then redis.call('SET', P .. 'resumed', now) end
+  redis.call('SET', P .. 'alive', now)
 end
 
 -- True when `token` still holds the lease of the running task `id`.

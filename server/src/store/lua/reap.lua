@@ -1,8 +1,15 @@
--- ARGV: prefix, limit, retention_ms. Takes back the tasks whose lease ran out (their worker
--- died or hung): each goes back to the pending set, or fails for good after its last attempt,
--- or ends CANCELLED if a cancellation was pending. Returns the number of tasks taken back.
+-- ARGV: prefix, limit, retention_ms, gap_ms, settle_ms. Takes back the tasks whose lease ran
+-- out (their worker died or hung): each goes back to the pending set, or fails for good after
+-- its last attempt, or ends CANCELLED if a cancellation was pending. Returns the number of
+-- tasks taken back.
+-- Leases run on Redis's clock, which runs on while Redis is stopped or frozen; so nothing is
+-- reaped until Redis has been answering for `settle_ms` (a renew interval and a command
+-- timeout): every live worker has renewed by then, and only leases of dead workers are left.
 local limit, retention_ms = tonumber(ARGV[2]), tonumber(ARGV[3])
+local gap_ms, settle_ms = tonumber(ARGV[4]), tonumber(ARGV[5])
 local now = now_ms()
+touch(now, gap_ms)
+if now - tonumber(redis.call('GET', P .. 'resumed') or '0') < settle_ms then return 0 end
 local expired = redis.call('ZRANGEBYSCORE', P .. 'leases', '-inf', now, 'LIMIT', 0, limit)
 for _, id in ipairs(expired) do
   local key = task_key(id)
