@@ -94,6 +94,7 @@ impl Redis {
                 "always",
             ])
             .args(["--loglevel", "warning", "--protected-mode", "no"])
+            .args(["--enable-debug-command", "yes"])
             .arg("--dir")
             .arg(&self.dir.0)
             .stdout(Stdio::null())
@@ -150,7 +151,138 @@ impl Redis {
     /// Starts it again on the same port with the same data directory.
     pub(crate) fn restart(&mut self) {
         self.kill();
+        self.start_again();
+    }
+
+    /// Starts the killed server again on the same port with the same data directory.
+    pub(crate) fn start_again(&mut self) {
         assert!(self.spawn(), "redis-server restarts on port {}", self.port);
+    }
+
+    /// Sends a signal (`STOP`, `CONT`, ...) to the process.
+    pub(crate) fn signal(&self, signal: &str) {
+        let pid = self.child.as_ref().expect("redis-server runs").id().to_string();
+        let status = Command::new("kill")
+            .args([format!("-{signal}"), pid])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -{signal} redis-server");
+    }
+
+    /// Sends one command and returns without waiting for its answer (`DEBUG SLEEP 3`
+    /// answers after three seconds); the connection is read and closed in the background.
+    pub(crate) fn send(&self, words: &[&str]) {
+        use std::io::{Read, Write};
+        let mut command = format!("*{}\r\n", words.len());
+        for word in words {
+            command.push_str(&format!("${}\r\n{word}\r\n", word.len()));
+        }
+        let mut stream = TcpStream::connect(("127.0.0.1", self.port)).expect("connect to redis");
+        stream.write_all(command.as_bytes()).expect("send to redis");
+        std::thread::spawn(move || {
+            let _ = stream.set_read_timeout(Some(Duration::from_secs(30)));
+            let mut answer = [0u8; 64];
+            let _ = stream.read(&mut answer);
+        });
+    }
+}
+
+/// A TCP proxy in front of a port that can stop forwarding on its open connections without
+/// closing them: a half-open connection, as a node that vanishes or a failover without a
+/// reset leaves it. Connections made after that are forwarded normally.
+pub(crate) struct Proxy {
+    pub(crate) port: u16,
+    generation: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    frozen_below: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    tasks: std::sync::Arc<std::sync::Mutex<Vec<tokio::task::AbortHandle>>>,
+}
+
+impl Proxy {
+    /// A proxy on a free loopback port forwarding to `127.0.0.1:target`.
+    pub(crate) async fn start(target: u16) -> Self {
+        use std::sync::Arc;
+        use std::sync::atomic::AtomicU64;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind the proxy");
+        let port = listener.local_addr().expect("proxy address").port();
+        let frozen_below = Arc::new(AtomicU64::new(0));
+        let generations = Arc::new(AtomicU64::new(0));
+        let tasks = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let accept = {
+            let frozen_below = frozen_below.clone();
+            let generations = generations.clone();
+            let tasks = tasks.clone();
+            tokio::spawn(async move {
+                while let Ok((client, _)) = listener.accept().await {
+                    let generation =
+                        generations.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+                    let Ok(upstream) = tokio::net::TcpStream::connect(("127.0.0.1", target)).await
+                    else {
+                        continue;
+                    };
+                    let (client_read, client_write) = client.into_split();
+                    let (upstream_read, upstream_write) = upstream.into_split();
+                    for (from, to) in [
+                        (client_read, upstream_write),
+                        (upstream_read, client_write),
+                    ] {
+                        let handle = tokio::spawn(pipe(from, to, generation, frozen_below.clone()));
+                        tasks.lock().expect("proxy tasks").push(handle.abort_handle());
+                    }
+                }
+            })
+        };
+        tasks.lock().expect("proxy tasks").push(accept.abort_handle());
+        Self {
+            port,
+            generation: generations,
+            frozen_below,
+            tasks,
+        }
+    }
+
+    /// Stops forwarding on every connection open now, for good, without closing them;
+    /// connections made later are forwarded.
+    pub(crate) fn black_hole_open_connections(&self) {
+        use std::sync::atomic::Ordering;
+        let newest = self.generation.load(Ordering::SeqCst);
+        self.frozen_below.store(newest + 1, Ordering::SeqCst);
+    }
+}
+
+/// Copies `from` to `to` until either closes; a connection older than `frozen_below` reads
+/// and drops nothing: it just stops, holding both sockets open.
+async fn pipe(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    generation: u64,
+    frozen_below: std::sync::Arc<std::sync::atomic::AtomicU64>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut buffer = vec![0u8; 16 * 1024];
+    loop {
+        if generation < frozen_below.load(std::sync::atomic::Ordering::SeqCst) {
+            std::future::pending::<()>().await;
+        }
+        let n = match from.read(&mut buffer).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        if generation < frozen_below.load(std::sync::atomic::Ordering::SeqCst) {
+            std::future::pending::<()>().await;
+        }
+        if to.write_all(&buffer[..n]).await.is_err() {
+            return;
+        }
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        for task in self.tasks.lock().expect("proxy tasks").drain(..) {
+            task.abort();
+        }
     }
 }
 
