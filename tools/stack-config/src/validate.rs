@@ -2,7 +2,7 @@
 //! violation is returned; the loader locates each one.
 
 use crate::diagnostic::Diagnostic;
-use crate::model::{LogShipper, RedisMode, Resources, Stack, StoreKind};
+use crate::model::{LogShipper, Redis, RedisMode, Resources, Stack, StoreKind};
 use crate::types::Duration;
 
 /// Checks every rule and returns the violations (errors and warnings), unlocated.
@@ -219,6 +219,69 @@ fn redis(stack: &Stack, out: &mut Vec<Diagnostic>) {
             "the key within the Secret must not be empty",
         ));
     }
+    maxmemory(redis, out);
+}
+
+/// The managed Redis's `maxmemory` must fit under its memory limit, or the kernel kills Redis
+/// before Redis refuses a write; and it must be a real cap (Redis reads 0 as "no limit").
+fn maxmemory(redis: &Redis, out: &mut Vec<Diagnostic>) {
+    const LIMIT_PATH: &str = "redis.resources.limits.memory";
+    const FLOOR: u64 = 1024 * 1024;
+    if redis.mode == RedisMode::External {
+        if let Some(maxmemory) = &redis.maxmemory {
+            out.push(
+                Diagnostic::warning(
+                    "redis.maxmemory",
+                    "redis-maxmemory-external",
+                    format!(
+                        "`redis.maxmemory` ({maxmemory}) applies to the managed Redis only, so an \
+                         external Redis ignores it"
+                    ),
+                )
+                .with_help("set maxmemory on the external Redis itself, or remove redis.maxmemory")
+                .with_related("redis.mode"),
+            );
+        }
+        return;
+    }
+    let limit = &redis.resources.limits.memory;
+    let bytes = redis.maxmemory_bytes();
+    match &redis.maxmemory {
+        Some(maxmemory) if maxmemory.value() >= limit.value() => out.push(
+            Diagnostic::error(
+                "redis.maxmemory",
+                "redis-maxmemory",
+                format!(
+                    "maxmemory ({maxmemory}) must be below the memory limit of the managed Redis \
+                     ({limit}): at the limit the kernel kills Redis before Redis refuses a write"
+                ),
+            )
+            .with_help(format!(
+                "leave it unset (~) to use {}% of the limit, or raise \
+                 redis.resources.limits.memory",
+                Redis::MAXMEMORY_PERCENT_OF_LIMIT
+            ))
+            .with_related(LIMIT_PATH),
+        ),
+        Some(maxmemory) if bytes < FLOOR => out.push(Diagnostic::error(
+            "redis.maxmemory",
+            "redis-maxmemory",
+            format!(
+                "maxmemory ({maxmemory}, {bytes} bytes) must be at least 1Mi: Redis reads 0 as \
+                 no limit at all, and an empty Redis already uses almost 1Mi"
+            ),
+        )),
+        None if bytes < FLOOR => out.push(Diagnostic::error(
+            LIMIT_PATH,
+            "redis-maxmemory",
+            format!(
+                "the memory limit of the managed Redis ({limit}) leaves a maxmemory of {bytes} \
+                 bytes ({}% of it): below 1Mi, as an empty Redis already uses almost that much",
+                Redis::MAXMEMORY_PERCENT_OF_LIMIT
+            ),
+        )),
+        _ => {}
+    }
 }
 
 fn ratios(stack: &Stack, out: &mut Vec<Diagnostic>) {
@@ -270,6 +333,18 @@ fn counts(stack: &Stack, out: &mut Vec<Diagnostic>) {
         (
             "server.limits.max_batch",
             u64::from(server.limits.max_batch),
+        ),
+        (
+            "server.limits.max_streams",
+            u64::from(server.limits.max_streams),
+        ),
+        (
+            "server.limits.max_in_flight",
+            u64::from(server.limits.max_in_flight),
+        ),
+        (
+            "server.limits.max_queued_tasks",
+            server.limits.max_queued_tasks.unwrap_or(1),
         ),
         ("client.load.tasks", client.load.tasks),
         (

@@ -480,3 +480,117 @@ fn derived_values_follow_the_settings() {
     assert_eq!(get("images.pull_policy"), Some(s("IfNotPresent")));
     assert_eq!(get("no.such.key"), None);
 }
+
+#[test]
+fn the_redis_memory_cap_is_derived_from_the_limit_or_set() {
+    let stack = Loader::new().file(shipped()).load().expect("valid").stack;
+    assert_eq!(stack.redis.maxmemory, None);
+    // 70% of 512Mi, rounded down to whole bytes.
+    assert_eq!(stack.redis.maxmemory_bytes(), 375_809_638);
+    let resolved = stack_config::resolved(&stack);
+    assert_eq!(
+        stack_config::get(&resolved, "derived.redis.maxmemory"),
+        Some(&serde_json::json!(375_809_638))
+    );
+
+    let stack = load_text("redis:\n  maxmemory: 400Mi\n").expect("valid");
+    assert_eq!(stack.redis.maxmemory_bytes(), 419_430_400);
+    let stack = load_text("redis:\n  maxmemory: 300000000\n").expect("valid");
+    assert_eq!(stack.redis.maxmemory_bytes(), 300_000_000);
+
+    // An external Redis has its own cap.
+    let prod = Loader::new()
+        .file(shipped())
+        .environment(Some("prod"))
+        .load()
+        .expect("valid")
+        .stack;
+    let resolved = stack_config::resolved(&prod);
+    assert_eq!(
+        stack_config::get(&resolved, "derived.redis.maxmemory"),
+        Some(&serde_json::Value::Null)
+    );
+}
+
+#[test]
+fn a_redis_memory_cap_not_below_the_limit_is_located() {
+    let text = "\
+redis:
+  maxmemory: 512Mi
+  resources:
+    requests: { cpu: 100m, memory: 128Mi }
+    limits: { cpu: 500m, memory: 512Mi }
+";
+    let report = load_text(text).expect_err("invalid");
+    assert_eq!(
+        summary(&report),
+        vec![("redis-maxmemory", s("redis.maxmemory"), s("2:14"))]
+    );
+    let diagnostic = &report.diagnostics[0];
+    assert_eq!(
+        diagnostic.message,
+        "maxmemory (512Mi) must be below the memory limit of the managed Redis (512Mi): at the \
+         limit the kernel kills Redis before Redis refuses a write"
+    );
+    assert_eq!(
+        diagnostic.help.as_deref(),
+        Some("leave it unset (~) to use 70% of the limit, or raise redis.resources.limits.memory")
+    );
+    assert_eq!(diagnostic.related, vec![s("redis.resources.limits.memory")]);
+
+    // Redis reads 0 as no limit at all.
+    let report = load_text("redis:\n  maxmemory: 0\n").expect_err("invalid");
+    assert_eq!(
+        summary(&report),
+        vec![("redis-maxmemory", s("redis.maxmemory"), s("2:14"))]
+    );
+    assert_eq!(
+        report.diagnostics[0].message,
+        "maxmemory (0, 0 bytes) must be at least 1Mi: Redis reads 0 as no limit at all, and an \
+         empty Redis already uses almost 1Mi"
+    );
+
+    // A limit so small that the derived cap is no cap points at the limit.
+    let text = "\
+redis:
+  resources:
+    requests: { cpu: 100m, memory: 1Mi }
+    limits: { cpu: 500m, memory: 1Mi }
+";
+    let report = load_text(text).expect_err("invalid");
+    assert_eq!(
+        summary(&report),
+        vec![(
+            "redis-maxmemory",
+            s("redis.resources.limits.memory"),
+            s("4:34")
+        )]
+    );
+}
+
+#[test]
+fn a_redis_memory_cap_for_an_external_redis_is_a_warning() {
+    let text = "redis:\n  mode: external\n  host: redis.internal\n  maxmemory: 1Gi\n";
+    let dir = TempDir::new();
+    let path = dir.write("stack.yaml", text);
+    let loaded = Loader::new().file(path).load().expect("valid");
+    let warnings: Vec<_> = loaded
+        .warnings
+        .iter()
+        .map(|w| (w.rule, w.path.as_str(), w.message.as_str()))
+        .collect();
+    assert_eq!(
+        warnings,
+        vec![(
+            "redis-maxmemory-external",
+            "redis.maxmemory",
+            "`redis.maxmemory` (1Gi) applies to the managed Redis only, so an external Redis \
+             ignores it"
+        )]
+    );
+    assert!(
+        loaded.warnings[0]
+            .location()
+            .is_some_and(|l| l.ends_with(":4:14"))
+    );
+}

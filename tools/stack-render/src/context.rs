@@ -102,6 +102,7 @@ pub(crate) fn build(stack: &Stack) -> Value {
         "versions": versions,
         "ports": ports,
         "grace_seconds": grace,
+        "redis_maxmemory": stack.redis.maxmemory_bytes(),
         "addresses": addresses(stack),
         "configs": {},
         "checksums": {},

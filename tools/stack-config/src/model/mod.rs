@@ -131,6 +131,9 @@ impl Stack {
                 "host": self.redis_host(),
                 "port": self.redis.port,
                 "service": self.object_name("redis"),
+                // The managed Redis's memory cap in bytes; an external Redis sets its own.
+                "maxmemory": (self.redis.mode == RedisMode::Managed)
+                    .then(|| self.redis.maxmemory_bytes()),
             },
             "server": {
                 "service": self.object_name("server"),

@@ -29,6 +29,19 @@ pub struct Redis {
     pub connect_timeout: Duration,
     /// How long to wait for one command before reporting Redis unavailable.
     pub command_timeout: Duration,
+    /// Let the server run on a Redis whose `maxmemory-policy` evicts keys. An evicting
+    /// policy can delete live tasks when memory runs out, so the server refuses it unless
+    /// this is true. The managed Redis runs with `noeviction`.
+    pub allow_evicting_policy: bool,
+    /// `maxmemory` of the managed Redis, in bytes (`384Mi`, `400M`); `~` derives it as 70% of
+    /// `resources.limits.memory`. The cap makes a full Redis answer writes with an OOM error
+    /// (the server turns it into `RESOURCE_EXHAUSTED`) instead of growing until the kernel
+    /// kills it, which with `appendfsync: everysec` drops the last second of acknowledged
+    /// writes. The other 30% of the limit is headroom for what `maxmemory` does not count
+    /// or cannot stop: pages copied on write while the AOF-rewrite child runs (this Redis is
+    /// written to constantly, so many pages are), allocator fragmentation, client output
+    /// buffers and the process itself. Must be below the memory limit and at least `1Mi`.
+    pub maxmemory: Option<Quantity>,
     /// Durability of the managed Redis.
     pub persistence: Persistence,
     /// Image of the managed Redis.
@@ -48,10 +61,32 @@ impl Default for Redis {
             auth: RedisAuth::default(),
             connect_timeout: Duration::from_secs(2),
             command_timeout: Duration::from_secs(2),
+            allow_evicting_policy: false,
+            maxmemory: None,
             persistence: Persistence::default(),
             image: ComponentImage::known("redis", "7.4-alpine"),
             resources: Resources::known(("100m", "128Mi"), ("500m", "512Mi")),
         }
+    }
+}
+
+impl Redis {
+    /// Percentage of `resources.limits.memory` that becomes `maxmemory` when
+    /// `redis.maxmemory` is unset. See [`Redis::maxmemory`] for the reasons.
+    pub const MAXMEMORY_PERCENT_OF_LIMIT: u32 = 70;
+
+    /// The `maxmemory` of the managed Redis in whole bytes: `redis.maxmemory` if set, else
+    /// [`Self::MAXMEMORY_PERCENT_OF_LIMIT`] of the memory limit, rounded down.
+    pub fn maxmemory_bytes(&self) -> u64 {
+        let bytes = match &self.maxmemory {
+            Some(maxmemory) => maxmemory.value(),
+            None => {
+                self.resources.limits.memory.value() * f64::from(Self::MAXMEMORY_PERCENT_OF_LIMIT)
+                    / 100.0
+            }
+        };
+        // Saturating: validation bounds it by the memory limit.
+        bytes.floor() as u64
     }
 }
 

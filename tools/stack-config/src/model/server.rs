@@ -180,6 +180,18 @@ pub struct Limits {
     pub max_key_bytes: u32,
     /// Most tasks in one `SubmitTasks` call.
     pub max_batch: u32,
+    /// Most status streams one server process keeps open at once; a stream beyond it is
+    /// refused with `RESOURCE_EXHAUSTED`. An idle stream costs the server memory only (no
+    /// Redis command), about 5 KB.
+    pub max_streams: u32,
+    /// Most unary requests (submit, get, cancel) one server process handles at once; a
+    /// request beyond it is refused with `RESOURCE_EXHAUSTED` instead of waiting in an
+    /// unbounded queue.
+    pub max_in_flight: u32,
+    /// Most tasks waiting to run (queued or delayed) in the whole store; a submission beyond
+    /// it is refused with `RESOURCE_EXHAUSTED`. `~` sets no cap: Redis's `maxmemory` is then
+    /// the only bound.
+    pub max_queued_tasks: Option<u64>,
 }
 
 impl Default for Limits {
@@ -190,6 +202,9 @@ impl Default for Limits {
             max_payload_bytes: 1024 * 1024,
             max_key_bytes: 256,
             max_batch: 1000,
+            max_streams: 20_000,
+            max_in_flight: 1024,
+            max_queued_tasks: None,
         }
     }
 }
