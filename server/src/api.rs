@@ -301,6 +301,7 @@ impl TaskManager for TaskManagerService {
         let subscription = self.hub.subscribe(&id);
         let after = request.after_sequence.unwrap_or(0);
         let mut history = self.store.events_after(&id, after).await.map_err(status)?;
+        let mut done = false;
         if history.is_empty() {
             // Nothing after `after`: the task is unknown, or `after` is its latest event.
             let task = self.store.get(&id).await.map_err(status)?;
@@ -312,7 +313,8 @@ impl TaskManager for TaskManagerService {
                         task.seq
                     )));
                 }
-                Some(_) => {}
+                // Nothing will follow the last event of a finished task.
+                Some(task) => done = task.state.is_terminal(),
             }
         }
         let mut last = after;
@@ -331,7 +333,7 @@ impl TaskManager for TaskManagerService {
             shutdown: self.shutdown.clone(),
             pending: history.into(),
             resync: false,
-            done: false,
+            done,
             _permit: permit,
         };
         let stream = futures_util::stream::unfold(watch, |mut watch| async move {

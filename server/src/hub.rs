@@ -12,6 +12,9 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use tokio::sync::{Notify, broadcast};
 use tokio_util::sync::CancellationToken;
@@ -46,6 +49,9 @@ struct Inner {
     /// Running attempts by lease token.
     running: Mutex<HashMap<String, CancellationToken>>,
     work: Notify,
+    /// When the delayed-task promoter plans to look next; an earlier due task wakes it.
+    promote_at: Mutex<Option<Instant>>,
+    promote: Notify,
     next_id: AtomicU64,
 }
 
@@ -156,6 +162,9 @@ impl Hub {
                 if event.runnable {
                     self.inner.work.notify_one();
                 }
+                if let Some(due_in) = event.due_in_ms {
+                    self.delayed_due(Instant::now() + Duration::from_millis(due_in));
+                }
                 let streams = lock(&self.inner.streams);
                 if let Some(list) = streams.get(&event.id) {
                     for (_, mailbox) in list {
@@ -177,6 +186,7 @@ impl Hub {
             Notice::Resync => {
                 self.inner.work.notify_waiters();
                 self.inner.work.notify_one();
+                self.inner.promote.notify_one();
                 for list in lock(&self.inner.streams).values() {
                     for (_, mailbox) in list {
                         mailbox.post(StreamSignal::Resync);
@@ -219,6 +229,25 @@ impl Hub {
         self.inner.work.notified()
     }
 
+    /// A delayed task comes due at `due`: wakes the promoter if it planned to look later.
+    fn delayed_due(&self, due: Instant) {
+        let planned = *lock(&self.inner.promote_at);
+        if planned.is_none_or(|at| due < at) {
+            self.inner.promote.notify_one();
+        }
+    }
+
+    /// Waits until `at`, or until a delayed task comes due before it (or notices may have
+    /// been missed).
+    pub async fn promote_after(&self, at: Instant) {
+        *lock(&self.inner.promote_at) = Some(at);
+        tokio::select! {
+            () = tokio::time::sleep_until(at) => {}
+            () = self.inner.promote.notified() => {}
+        }
+        *lock(&self.inner.promote_at) = None;
+    }
+
     /// Wakes every idle worker (used on shutdown and in tests).
     pub fn wake_workers(&self) {
         self.inner.work.notify_waiters();
@@ -247,6 +276,7 @@ mod tests {
             error: String::new(),
             ts: 0,
             runnable,
+            due_in_ms: None,
         }
     }
 

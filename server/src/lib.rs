@@ -116,6 +116,7 @@ pub async fn serve(
     let refused = CancellationToken::new();
     let mut upkeep = maintenance::spawn(
         store.clone(),
+        hub.clone(),
         maintenance::Upkeep {
             reaper_interval: settings.reaper_interval,
             renew_interval: settings.workers.renew_interval,

@@ -25,13 +25,17 @@ use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 use tracing::{error, info, warn};
 
+use crate::hub::Hub;
 use crate::metrics::{Metrics, inc};
 use crate::store::Store;
 
 /// Tasks handled per store call.
 const BATCH: usize = 100;
-/// Longest wait between looks at the delayed set.
-const PROMOTE_EVERY: Duration = Duration::from_millis(100);
+/// Longest wait between looks at the delayed set. Tasks put off anywhere announce when they
+/// come due, so this only bounds the cost of a lost announcement (and clock differences).
+const PROMOTE_IDLE: Duration = Duration::from_secs(5);
+/// Wait before looking again when the store did not answer.
+const PROMOTE_RETRY: Duration = Duration::from_millis(500);
 /// How often the dead set is trimmed.
 const TRIM_EVERY: Duration = Duration::from_secs(60);
 /// How often the store's reachability is checked.
@@ -84,6 +88,7 @@ impl Reachable {
 /// when the store must not be used: its eviction policy may delete live tasks.
 pub(crate) fn spawn(
     store: Arc<dyn Store>,
+    hub: Hub,
     upkeep: Upkeep,
     health: HealthReporter,
     metrics: Arc<Metrics>,
@@ -135,12 +140,12 @@ pub(crate) fn spawn(
                     Ok(promotion) if promotion.moved == BATCH => Duration::ZERO,
                     Ok(promotion) => promotion
                         .next_due
-                        .unwrap_or(PROMOTE_EVERY)
-                        .min(PROMOTE_EVERY),
-                    Err(_) => PROMOTE_EVERY,
+                        .unwrap_or(PROMOTE_IDLE)
+                        .min(PROMOTE_IDLE),
+                    Err(_) => PROMOTE_RETRY,
                 };
                 tokio::select! {
-                    () = tokio::time::sleep(wait) => {}
+                    () = hub.promote_after(Instant::now() + wait) => {}
                     () = stop.cancelled() => break,
                 }
             }

@@ -208,6 +208,10 @@ pub struct TaskEvent {
     /// The task just became runnable (it entered the queue): one idle worker should look.
     #[serde(default, rename = "run", deserialize_with = "flag")]
     pub runnable: bool,
+    /// The task was put off for this many milliseconds (a delayed start or retry): the
+    /// delayed set should be looked at again then.
+    #[serde(default, rename = "due")]
+    pub due_in_ms: Option<u64>,
 }
 
 /// A Lua flag: `1` (or `true`) when set.

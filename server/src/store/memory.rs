@@ -175,6 +175,11 @@ impl Inner {
 
     /// Records the task's current state as its next event.
     fn emit(&mut self, id: &str, runnable: bool) -> Option<TaskEvent> {
+        self.emit_due(id, runnable, None)
+    }
+
+    /// Like `emit`, for a task put off by `due_in`.
+    fn emit_due(&mut self, id: &str, runnable: bool, due_in: Option<Duration>) -> Option<TaskEvent> {
         let entry = self.tasks.get_mut(id)?;
         let record = &mut entry.record;
         record.seq += 1;
@@ -189,6 +194,7 @@ impl Inner {
             error: record.error.clone(),
             ts: record.updated_ms,
             runnable,
+            due_in_ms: due_in.map(ms),
         };
         entry.history.push(event.clone());
         Some(event)
@@ -302,7 +308,8 @@ impl Store for MemoryStore {
                         .delayed
                         .insert(id.clone(), now.saturating_add(ms(task.delay)));
                 }
-                events.extend(inner.emit(&id, task.delay.is_zero()));
+                let due_in = (!task.delay.is_zero()).then_some(task.delay);
+                events.extend(inner.emit_due(&id, due_in.is_none(), due_in));
                 out.push(Submitted {
                     id,
                     deduplicated: false,
@@ -458,7 +465,8 @@ impl Store for MemoryStore {
                         .delayed
                         .insert(id.to_owned(), now.saturating_add(ms(plan.delay)));
                 }
-                (Finish::Retrying, inner.emit(id, plan.delay.is_zero()))
+                let due_in = (!plan.delay.is_zero()).then_some(plan.delay);
+                (Finish::Retrying, inner.emit_due(id, due_in.is_none(), due_in))
             }
         };
         self.publish(event);

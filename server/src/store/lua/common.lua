@@ -41,8 +41,9 @@ end
 -- Records the task's current state as its next event: bumps its sequence number, updates the
 -- original status key, appends to its history and publishes it. `runnable` marks an event
 -- whose task just entered the pending set: it wakes one idle worker per server, and no
--- other event wakes any.
-local function emit(id, runnable)
+-- other event wakes any. `due_in` (ms) marks a task that entered the delayed set: servers
+-- look at the delayed set again when it comes due, not on a timer.
+local function emit(id, runnable, due_in)
   local key = task_key(id)
   local seq = redis.call('HINCRBY', key, 'seq', 1)
   local h = redis.call('HMGET', key, 'state', 'progress', 'attempt', 'max_attempts', 'result',
@@ -53,6 +54,7 @@ local function emit(id, runnable)
     ts = tonumber(h[7]),
   }
   if runnable then fields.run = 1 end
+  if due_in then fields.due = due_in end
   local event = cjson.encode(fields)
   redis.call('SET', P .. 'task_status:' .. id, h[1])
   redis.call('RPUSH', P .. 'task_events:' .. id, event)

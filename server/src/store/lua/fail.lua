@@ -25,5 +25,5 @@ if delay > 0 then
 else
   enqueue(id, h[3])
 end
-emit(id, delay <= 0)
+if delay > 0 then emit(id, false, delay) else emit(id, true) end
 return 1

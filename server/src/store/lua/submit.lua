@@ -42,7 +42,7 @@ while i <= #ARGV do
     else
       enqueue(id, priority)
     end
-    emit(id, delay <= 0)
+    if delay > 0 then emit(id, false, delay) else emit(id, true) end
     out[#out + 1] = id
     out[#out + 1] = 0
   end
