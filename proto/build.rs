@@ -18,6 +18,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     tonic_prost_build::configure()
         .build_server(true)
         .build_client(true)
+        // Small first buffers: idle status streams then cost little memory (src/codec.rs).
+        .codec_path("crate::codec::Codec")
         .compile_fds(descriptors)?;
 
     let original_dir = out_dir.join("original");

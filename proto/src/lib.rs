@@ -2,6 +2,8 @@
 //!
 //! The proto is compiled by `protox` in `build.rs`, so no system `protoc` is needed.
 
+pub mod codec;
+
 /// Generated messages, the `TaskManager` client and the `TaskManager` server trait.
 pub mod pb {
     #![allow(missing_docs, unreachable_pub, clippy::all, reason = "generated code")]
