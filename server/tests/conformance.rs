@@ -8,25 +8,34 @@ use std::time::Duration;
 
 use taskmanager_server::store::{
     CancelOutcome, Finish, MemoryStore, RedisOptions, RedisStore, Renewal, RetryPlan, Store,
+    StoreError,
 };
 use taskmanager_server::task::{NewTask, Notice, TaskState};
 
 /// A store under test, with whatever keeps it alive.
 struct Subject {
     store: Arc<dyn Store>,
+    /// A store over the same data refusing submissions beyond three waiting tasks.
+    capped: Option<Arc<dyn Store>>,
     _redis: Option<support::Redis>,
 }
+
+/// The cap of `Subject::capped`.
+const CAP: u64 = 3;
 
 async fn memory(retention: Duration) -> Subject {
     Subject {
         store: Arc::new(MemoryStore::new(retention)),
+        capped: Some(Arc::new(
+            MemoryStore::new(retention).with_max_queued(Some(CAP)),
+        )),
         _redis: None,
     }
 }
 
 async fn redis(retention: Duration) -> Subject {
     let redis = support::Redis::start();
-    let store = RedisStore::connect(RedisOptions {
+    let options = RedisOptions {
         url: redis.url(),
         prefix: "test:".into(),
         retention,
@@ -35,10 +44,17 @@ async fn redis(retention: Duration) -> Subject {
         max_queued: None,
         outage_gap: Duration::from_secs(3600),
         reap_settle: Duration::ZERO,
-    })
-    .expect("connect to the test redis");
+    };
+    let capped = RedisOptions {
+        prefix: "capped:".into(),
+        max_queued: Some(CAP),
+        ..options.clone()
+    };
+    let store = RedisStore::connect(options).expect("connect to the test redis");
+    let capped = RedisStore::connect(capped).expect("connect to the test redis");
     Subject {
         store: Arc::new(store),
+        capped: Some(Arc::new(capped)),
         _redis: Some(redis),
     }
 }
@@ -534,6 +550,76 @@ async fn release_hands_a_task_back_without_spending_an_attempt(subject: Subject)
     );
 }
 
+async fn tasks_handed_back_keep_their_place_in_the_queue(subject: Subject) {
+    let store = subject.store.as_ref();
+    let first = submit(store, task("first", 1)).await;
+    let second = submit(store, task("second", 1)).await;
+    let third = submit(store, task("third", 1)).await;
+    let a = store.claim(&token(), LEASE).await.expect("claim").expect("a task");
+    let b = store.claim(&token(), LEASE).await.expect("claim").expect("a task");
+    assert_eq!((a.task.id.as_str(), b.task.id.as_str()), (first.as_str(), second.as_str()));
+    // Handed back in the reverse order, as a shutdown may do.
+    for claim in [&b, &a] {
+        assert_eq!(
+            store.release(&claim.task.id, &claim.token).await.expect("release"),
+            Finish::Done
+        );
+    }
+    let mut order = Vec::new();
+    while let Some(claim) = store.claim(&token(), LEASE).await.expect("claim") {
+        order.push(claim.task.id);
+    }
+    assert_eq!(order, vec![first, second, third], "first in, first out");
+}
+
+async fn a_claim_whose_answer_was_lost_is_handed_back(subject: Subject) {
+    let store = subject.store.as_ref();
+    let older = submit(store, task("older", 1)).await;
+    let _newer = submit(store, task("newer", 1)).await;
+    // The claim happened, but its answer never reached the worker: it only knows the token.
+    let lost = token();
+    let claimed = store.claim(&lost, LEASE).await.expect("claim").expect("a task");
+    assert_eq!(claimed.task.id, older);
+    assert!(store.unclaim(&lost).await.expect("unclaim"));
+    let task = store.get(&older).await.expect("get").expect("exists");
+    assert_eq!((task.state, task.attempt), (TaskState::Queued, 0));
+    // Only once, and never for a token that claimed nothing.
+    assert!(!store.unclaim(&lost).await.expect("unclaim"));
+    assert!(!store.unclaim(&token()).await.expect("unclaim"));
+    // The task kept its place and its attempts.
+    let again = store.claim(&token(), LEASE).await.expect("claim").expect("a task");
+    assert_eq!((again.task.id.as_str(), again.task.attempt), (older.as_str(), 1));
+    // A token whose task completed hands nothing back.
+    assert_eq!(
+        store.complete(&older, &again.token, "done").await.expect("complete"),
+        Finish::Done
+    );
+    assert!(!store.unclaim(&again.token).await.expect("unclaim"));
+}
+
+async fn a_cap_on_waiting_tasks_refuses_whole_submissions(subject: Subject) {
+    let store = subject.capped.as_deref().expect("a capped store");
+    submit(store, task("one", 1)).await;
+    let delayed = NewTask {
+        delay: Duration::from_secs(60),
+        ..task("two", 1)
+    };
+    store.submit(vec![delayed]).await.expect("under the cap");
+    let refused = store
+        .submit(vec![task("three", 1), task("four", 1)])
+        .await
+        .expect_err("over the cap");
+    assert!(
+        matches!(&refused, StoreError::Full(message) if message.contains("max_queued_tasks")),
+        "{refused:?}"
+    );
+    store.submit(vec![task("three", 1)]).await.expect("up to the cap");
+    let running = store.claim(&token(), LEASE).await.expect("claim").expect("a task");
+    // A running task does not wait: its place is free.
+    store.submit(vec![task("four", 1)]).await.expect("room again");
+    assert_eq!(running.task.description, "one");
+}
+
 async fn progress_and_events_are_sequenced(subject: Subject) {
     let store = subject.store.as_ref();
     let mut notices = store.notices();
@@ -642,6 +728,9 @@ conformance!(
     expired_leases_are_reaped,
     a_stale_completion_is_rejected,
     release_hands_a_task_back_without_spending_an_attempt,
+    tasks_handed_back_keep_their_place_in_the_queue,
+    a_claim_whose_answer_was_lost_is_handed_back,
+    a_cap_on_waiting_tasks_refuses_whole_submissions,
     progress_and_events_are_sequenced,
     unknown_tasks_are_absent,
 );

@@ -633,3 +633,113 @@ async fn health_and_reflection_are_served() {
         "{names:?}"
     );
 }
+
+/// The statuses of a stream opened with `after`, until it ends.
+async fn stream_after(
+    client: &mut TaskManagerClient<Channel>,
+    id: &str,
+    after: Option<u64>,
+) -> Result<Vec<pb::StatusResponse>, tonic::Status> {
+    let mut stream = client
+        .stream_task_status(pb::StatusRequest {
+            task_id: id.into(),
+            after_sequence: after,
+        })
+        .await?
+        .into_inner();
+    let mut statuses = Vec::new();
+    tokio::time::timeout(Duration::from_secs(30), async {
+        while let Some(status) = stream.message().await? {
+            statuses.push(status);
+        }
+        Ok::<_, tonic::Status>(())
+    })
+    .await
+    .expect("the stream ends")?;
+    Ok(statuses)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streams_resume_after_a_sequence_number() {
+    let mut h = harness(&["server.simulation.duration=300ms"]).await;
+    let id = h
+        .client
+        .submit_task(request("resume", pb::TaskPriority::Medium, 1, 2))
+        .await
+        .expect("accepted")
+        .into_inner()
+        .task_id;
+    // From the start, while it runs: every event, 1, 2, ... to COMPLETED.
+    let full = stream_after(&mut h.client, &id, Some(0)).await.expect("streams");
+    assert_eq!(full.first().map(|s| s.sequence), Some(1));
+    assert_contiguous(&full);
+    let last = full.last().expect("events").clone();
+    assert_eq!(last.state(), pb::TaskState::Completed);
+
+    // Resuming after any event gives exactly the rest.
+    for after in [1, 3, last.sequence - 1] {
+        let rest = stream_after(&mut h.client, &id, Some(after)).await.expect("streams");
+        let sequences: Vec<u64> = rest.iter().map(|s| s.sequence).collect();
+        assert_eq!(sequences, (after + 1..=last.sequence).collect::<Vec<_>>());
+        assert_eq!(rest, full[usize::try_from(after).expect("small")..].to_vec());
+    }
+    // After the last event of a finished task there is nothing more: the stream just ends.
+    let none = stream_after(&mut h.client, &id, Some(last.sequence)).await.expect("ends");
+    assert!(none.is_empty(), "{none:?}");
+    // Unset, as old clients send it: the current state only.
+    let current = stream_after(&mut h.client, &id, None).await.expect("streams");
+    assert_eq!(current, vec![last.clone()]);
+    // Past the latest event: OUT_OF_RANGE, saying so.
+    let past = stream_after(&mut h.client, &id, Some(last.sequence + 5))
+        .await
+        .expect_err("past the end");
+    assert_eq!(past.code(), tonic::Code::OutOfRange, "{past:?}");
+    assert!(past.message().contains("after_sequence"), "{past:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streams_beyond_the_limit_are_refused_until_one_closes() {
+    let mut h = harness(&[
+        "server.simulation.duration=30s",
+        "server.limits.max_streams=2",
+    ])
+    .await;
+    let id = h
+        .client
+        .submit_task(request("long", pb::TaskPriority::Medium, 1, 2))
+        .await
+        .expect("accepted")
+        .into_inner()
+        .task_id;
+    let open = |mut client: TaskManagerClient<Channel>, id: String| async move {
+        client
+            .stream_task_status(pb::StatusRequest {
+                task_id: id,
+                after_sequence: None,
+            })
+            .await
+    };
+    let first = open(h.client.clone(), id.clone()).await.expect("the first stream");
+    let _second = open(h.client.clone(), id.clone()).await.expect("the second stream");
+    let third = open(h.client.clone(), id.clone())
+        .await
+        .expect_err("over the limit");
+    assert_eq!(third.code(), tonic::Code::ResourceExhausted, "{third:?}");
+    assert!(third.message().contains("max_streams"), "{third:?}");
+    // A stream that closes frees its place.
+    drop(first);
+    support::wait_until_async(Duration::from_secs(10), "a free stream", || {
+        let (client, id) = (h.client.clone(), id.clone());
+        async move { open(client, id).await.is_ok() }
+    })
+    .await;
+    let cancelled = h
+        .client
+        .cancel_task(pb::CancelTaskRequest {
+            task_id: id,
+            reason: String::new(),
+        })
+        .await
+        .expect("cancel");
+    assert!(cancelled.into_inner().cancelled);
+}

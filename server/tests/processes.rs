@@ -295,3 +295,222 @@ async fn sigterm_hands_running_tasks_back_and_exits_cleanly() {
         .into_inner();
     assert_eq!(done.attempt, 1, "the hand-back did not spend an attempt");
 }
+
+/// `GET path` on `addr`; the status code, or 0 when nothing answers.
+fn http_status(addr: std::net::SocketAddr, path: &str) -> u16 {
+    use std::io::{Read, Write};
+    let Ok(mut stream) = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2))
+    else {
+        return 0;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+    let request = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    let mut response = String::new();
+    if stream.write_all(request.as_bytes()).is_err() || stream.read_to_string(&mut response).is_err()
+    {
+        return 0;
+    }
+    response
+        .split(' ')
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or(0)
+}
+
+/// The gRPC health status of `service`, or `None` when the server does not answer.
+async fn health(
+    addr: std::net::SocketAddr,
+    service: &str,
+) -> Option<tonic_health::pb::health_check_response::ServingStatus> {
+    use tonic_health::pb::HealthCheckRequest;
+    use tonic_health::pb::health_client::HealthClient;
+    let channel = Channel::from_shared(format!("http://{addr}"))
+        .ok()?
+        .connect_timeout(Duration::from_secs(2))
+        .timeout(Duration::from_secs(2))
+        .connect()
+        .await
+        .ok()?;
+    HealthClient::new(channel)
+        .check(HealthCheckRequest {
+            service: service.into(),
+        })
+        .await
+        .ok()
+        .map(|r| r.into_inner().status())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_started_without_redis_serves_health_and_becomes_ready_when_redis_comes() {
+    use tonic_health::pb::health_check_response::ServingStatus;
+    // Nothing listens on this port yet.
+    let port = support::free_port();
+    let placeholder = Redis::start();
+    let mut sets = sets(&placeholder, &[]);
+    drop(placeholder);
+    sets.retain(|set| !set.starts_with("redis.port="));
+    sets.push(format!("redis.port={port}"));
+    let server = ServerProcess::start(&sets);
+
+    // It answers at once: alive, not ready.
+    assert_eq!(
+        health(server.addr, "liveness").await,
+        Some(ServingStatus::Serving)
+    );
+    for service in ["", "proto.TaskManager"] {
+        assert_eq!(
+            health(server.addr, service).await,
+            Some(ServingStatus::NotServing),
+            "{service:?}"
+        );
+    }
+    assert_eq!(http_status(server.metrics_addr, "/healthz"), 200);
+    assert_eq!(http_status(server.metrics_addr, "/readyz"), 503);
+    let mut client = support::client(server.addr).await;
+    let refused = client.submit_task(task("too early")).await;
+    assert_eq!(refused.expect_err("no Redis").code(), Code::Unavailable);
+
+    // Redis comes; the server becomes ready by itself.
+    let _redis = Redis::start_on(port);
+    support::wait_until_async(Duration::from_secs(20), "SERVING", || async {
+        health(server.addr, "proto.TaskManager").await == Some(ServingStatus::Serving)
+    })
+    .await;
+    assert_eq!(http_status(server.metrics_addr, "/readyz"), 200);
+    let id = client
+        .submit_task(task("after"))
+        .await
+        .expect("accepted once Redis answers")
+        .into_inner()
+        .task_id;
+    wait_for_status(&client, &id, "COMPLETED", Duration::from_secs(20)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_that_evicts_keys_is_refused_unless_allowed() {
+    let redis = Redis::start();
+    assert!(
+        redis
+            .query(&["CONFIG", "SET", "maxmemory-policy", "allkeys-lru"])
+            .starts_with("+OK")
+    );
+    let log = support::Scratch::new("evicting");
+    let log = log.0.join("server.log");
+    let mut refused = ServerProcess::start_logging(&sets(&redis, &[]), Some(&log));
+    let status = refused
+        .wait_exit(Duration::from_secs(20))
+        .expect("the server exits by itself");
+    assert!(!status.success(), "{status:?}");
+    let logged = std::fs::read_to_string(&log).expect("the log");
+    assert!(logged.contains("maxmemory-policy is"), "{logged}");
+    assert!(logged.contains("allkeys-lru"), "{logged}");
+    assert!(logged.contains("redis.allow_evicting_policy"), "{logged}");
+
+    let allowed = ServerProcess::start(&sets(&redis, &["redis.allow_evicting_policy=true"]));
+    let mut client = support::client(allowed.addr).await;
+    support::wait_until_async(Duration::from_secs(20), "accepted", || {
+        let mut client = client.clone();
+        async move { client.submit_task(task("allowed")).await.is_ok() }
+    })
+    .await;
+    let id = client
+        .submit_task(task("allowed"))
+        .await
+        .expect("accepted")
+        .into_inner()
+        .task_id;
+    wait_for_status(&client, &id, "COMPLETED", Duration::from_secs(20)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn limits_and_a_full_redis_answer_resource_exhausted() {
+    let redis = Redis::start();
+    let server = ServerProcess::start(&sets(
+        &redis,
+        &[
+            "server.simulation.duration=1500ms",
+            "server.limits.max_in_flight=1",
+            "server.limits.max_queued_tasks=3",
+        ],
+    ));
+    let mut client = support::client(server.addr).await;
+    support::wait_until_async(Duration::from_secs(20), "ready", || {
+        let mut client = client.clone();
+        async move { client.submit_task(task("warm-up")).await.is_ok() }
+    })
+    .await;
+
+    // The cap on waiting tasks: two delayed tasks and a batch of two pass it.
+    let mut waiting = Vec::new();
+    for n in 0..2 {
+        let response = client
+            .submit_task(pb::TaskRequest {
+                delay_ms: 60_000,
+                ..task(&format!("waiting {n}"))
+            })
+            .await
+            .expect("under the cap");
+        waiting.push(response.into_inner().task_id);
+    }
+    let full = client
+        .submit_tasks(pb::SubmitTasksRequest {
+            tasks: vec![task("one more"), task("and another")],
+        })
+        .await
+        .expect_err("over the cap");
+    assert_eq!(full.code(), Code::ResourceExhausted, "{full:?}");
+    assert!(full.message().contains("max_queued_tasks"), "{full:?}");
+
+    for id in waiting {
+        client
+            .cancel_task(pb::CancelTaskRequest {
+                task_id: id,
+                reason: "make room".into(),
+            })
+            .await
+            .expect("cancelled");
+    }
+
+    // A full Redis: submissions are refused whole, running tasks still finish.
+    {
+        let second = &mut client;
+        let id = second
+            .submit_task(task("runs through the full Redis"))
+            .await
+            .expect("accepted")
+            .into_inner()
+            .task_id;
+        wait_for_status(second, &id, "IN_PROGRESS", Duration::from_secs(10)).await;
+        assert!(redis.query(&["CONFIG", "SET", "maxmemory", "1"]).starts_with("+OK"));
+        let refused = second
+            .submit_task(task("no room"))
+            .await
+            .expect_err("Redis is full");
+        assert_eq!(refused.code(), Code::ResourceExhausted, "{refused:?}");
+        assert!(refused.message().contains("out of memory"), "{refused:?}");
+        wait_for_status(second, &id, "COMPLETED", Duration::from_secs(20)).await;
+        assert!(redis.query(&["CONFIG", "SET", "maxmemory", "0"]).starts_with("+OK"));
+        second
+            .submit_task(task("room again"))
+            .await
+            .expect("accepted once Redis has room");
+    }
+
+    // In-flight requests: one slot, held by a submission stuck on a frozen Redis.
+    redis.signal("STOP");
+    let stuck = {
+        let mut client = client.clone();
+        tokio::spawn(async move { client.submit_task(task("stuck")).await })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let busy = client
+        .get_task(pb::GetTaskRequest {
+            task_id: "any".into(),
+        })
+        .await
+        .expect_err("no slot left");
+    redis.signal("CONT");
+    assert_eq!(busy.code(), Code::ResourceExhausted, "{busy:?}");
+    assert!(busy.message().contains("max_in_flight"), "{busy:?}");
+    let _ = stuck.await;
+}

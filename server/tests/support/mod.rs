@@ -65,6 +65,17 @@ pub(crate) struct Redis {
 }
 
 impl Redis {
+    /// A Redis on `port` (which nobody may listen on yet).
+    pub(crate) fn start_on(port: u16) -> Self {
+        let mut redis = Self {
+            port,
+            dir: Scratch::new("redis"),
+            child: None,
+        };
+        assert!(redis.spawn(), "redis-server starts on port {port}");
+        redis
+    }
+
     pub(crate) fn start() -> Self {
         let dir = Scratch::new("redis");
         let mut redis = Self {
@@ -169,22 +180,47 @@ impl Redis {
         assert!(status.success(), "kill -{signal} redis-server");
     }
 
+    /// Runs one command and returns its answer as RESP text (`+OK\r\n`, `:3\r\n`, ...).
+    pub(crate) fn query(&self, words: &[&str]) -> String {
+        use std::io::{Read, Write};
+        let mut stream = TcpStream::connect(("127.0.0.1", self.port)).expect("connect to redis");
+        stream.write_all(resp(words).as_bytes()).expect("send to redis");
+        let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+        let mut answer = vec![0u8; 64 * 1024];
+        let n = stream.read(&mut answer).expect("redis answers");
+        String::from_utf8_lossy(&answer[..n]).into_owned()
+    }
+
+    /// A field of `INFO` as a number.
+    pub(crate) fn info(&self, field: &str) -> u64 {
+        let info = self.query(&["INFO"]);
+        info.lines()
+            .find_map(|line| line.strip_prefix(&format!("{field}:")))
+            .and_then(|value| value.trim().parse().ok())
+            .unwrap_or_else(|| panic!("INFO has {field}"))
+    }
+
     /// Sends one command and returns without waiting for its answer (`DEBUG SLEEP 3`
     /// answers after three seconds); the connection is read and closed in the background.
     pub(crate) fn send(&self, words: &[&str]) {
         use std::io::{Read, Write};
-        let mut command = format!("*{}\r\n", words.len());
-        for word in words {
-            command.push_str(&format!("${}\r\n{word}\r\n", word.len()));
-        }
         let mut stream = TcpStream::connect(("127.0.0.1", self.port)).expect("connect to redis");
-        stream.write_all(command.as_bytes()).expect("send to redis");
+        stream.write_all(resp(words).as_bytes()).expect("send to redis");
         std::thread::spawn(move || {
             let _ = stream.set_read_timeout(Some(Duration::from_secs(30)));
             let mut answer = [0u8; 64];
             let _ = stream.read(&mut answer);
         });
     }
+}
+
+/// A command in the Redis protocol.
+fn resp(words: &[&str]) -> String {
+    let mut command = format!("*{}\r\n", words.len());
+    for word in words {
+        command.push_str(&format!("${}\r\n{word}\r\n", word.len()));
+    }
+    command
 }
 
 /// A TCP proxy in front of a port that can stop forwarding on its open connections without
@@ -345,6 +381,8 @@ pub(crate) fn repo() -> &'static Path {
 /// A `taskmanager-server` process.
 pub(crate) struct ServerProcess {
     pub(crate) addr: SocketAddr,
+    /// Its metrics endpoint (`/metrics`, `/healthz`, `/readyz`).
+    pub(crate) metrics_addr: SocketAddr,
     child: Option<Child>,
     _scratch: Scratch,
 }
@@ -362,11 +400,12 @@ impl ServerProcess {
         let config = scratch.0.join("stack.yaml");
         std::fs::write(&config, "# settings come from --set\n").expect("write stack file");
         let mut command = Command::new(env!("CARGO_BIN_EXE_taskmanager-server"));
+        let metrics_addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
         command.arg("--config").arg(&config).args([
             "--listen",
             "127.0.0.1:0",
             "--metrics-listen",
-            "127.0.0.1:0",
+            &metrics_addr.to_string(),
         ]);
         for set in sets {
             command.args(["--set", set]);
@@ -397,9 +436,30 @@ impl ServerProcess {
             .unwrap_or_else(|| panic!("the server printed its address, got {line:?}"));
         Self {
             addr,
+            metrics_addr,
             child: Some(child),
             _scratch: scratch,
         }
+    }
+
+    /// Waits up to `timeout` for the process to exit by itself; its exit status, or `None`
+    /// when it still runs.
+    pub(crate) fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        let child = self.child.as_mut()?;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = child.try_wait() {
+                self.child = None;
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
+    /// The process id.
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.as_ref().expect("the server runs").id()
     }
 
     /// SIGKILL: the process dies at once, mid-task.
