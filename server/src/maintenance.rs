@@ -138,10 +138,7 @@ pub(crate) fn spawn(
             loop {
                 let wait = match store.promote_due(BATCH).await {
                     Ok(promotion) if promotion.moved == BATCH => Duration::ZERO,
-                    Ok(promotion) => promotion
-                        .next_due
-                        .unwrap_or(PROMOTE_IDLE)
-                        .min(PROMOTE_IDLE),
+                    Ok(promotion) => promotion.next_due.unwrap_or(PROMOTE_IDLE).min(PROMOTE_IDLE),
                     Err(_) => PROMOTE_RETRY,
                 };
                 tokio::select! {

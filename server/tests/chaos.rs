@@ -16,17 +16,17 @@
 
 mod support;
 
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use support::{Proxy, Redis, ServerProcess};
 use taskmanager_proto::pb;
 use taskmanager_proto::pb::task_manager_client::TaskManagerClient;
+use tokio::sync::Mutex;
 use tokio::task::JoinSet;
 use tonic::transport::Channel;
 
 /// One chaos test at a time.
-static SERIAL: Mutex<()> = Mutex::new(());
+static SERIAL: Mutex<()> = Mutex::const_new(());
 
 /// Tasks accepted before the fault (their streams are open through it).
 const BEFORE: usize = 24;
@@ -203,7 +203,9 @@ async fn run(fault: Fault) -> Tally {
     let mut watchers = JoinSet::new();
     let mut tally = Tally::default();
     for n in 0..BEFORE {
-        let id = submit(&mut submitter, n).await.expect("accepted before the fault");
+        let id = submit(&mut submitter, n)
+            .await
+            .expect("accepted before the fault");
         tally.accepted += 1;
         watchers.spawn(watch(streamer.clone(), id));
     }
@@ -263,7 +265,10 @@ impl Env {
 
 fn assert_clean(tally: &Tally, double_runs_allowed: bool) {
     assert!(tally.accepted >= BEFORE, "{tally:?}");
-    assert_eq!(tally.completed, tally.accepted, "every task completes: {tally:?}");
+    assert_eq!(
+        tally.completed, tally.accepted,
+        "every task completes: {tally:?}"
+    );
     assert_eq!(tally.broken, 0, "no stream breaks: {tally:?}");
     assert_eq!(tally.bad_sequences, 0, "no gap, no repeat: {tally:?}");
     if !double_runs_allowed {
@@ -273,31 +278,31 @@ fn assert_clean(tally: &Tally, double_runs_allowed: bool) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_killed_and_restarted_on_its_append_only_file() {
-    let _turn = SERIAL.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let _turn = SERIAL.lock().await;
     assert_clean(&run(Fault::RedisRestart).await, false);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_frozen_with_sigstop() {
-    let _turn = SERIAL.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let _turn = SERIAL.lock().await;
     assert_clean(&run(Fault::RedisFrozen).await, false);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_stalled_with_debug_sleep() {
-    let _turn = SERIAL.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let _turn = SERIAL.lock().await;
     assert_clean(&run(Fault::RedisDebugSleep).await, false);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_connections_turned_half_open() {
-    let _turn = SERIAL.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let _turn = SERIAL.lock().await;
     assert_clean(&run(Fault::HalfOpen).await, false);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_submitting_server_killed_again_and_again() {
-    let _turn = SERIAL.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let _turn = SERIAL.lock().await;
     // Tasks that ran on a killed server run again once their lease expires.
     assert_clean(&run(Fault::KillServer).await, true);
 }

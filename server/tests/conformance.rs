@@ -555,13 +555,27 @@ async fn tasks_handed_back_keep_their_place_in_the_queue(subject: Subject) {
     let first = submit(store, task("first", 1)).await;
     let second = submit(store, task("second", 1)).await;
     let third = submit(store, task("third", 1)).await;
-    let a = store.claim(&token(), LEASE).await.expect("claim").expect("a task");
-    let b = store.claim(&token(), LEASE).await.expect("claim").expect("a task");
-    assert_eq!((a.task.id.as_str(), b.task.id.as_str()), (first.as_str(), second.as_str()));
+    let a = store
+        .claim(&token(), LEASE)
+        .await
+        .expect("claim")
+        .expect("a task");
+    let b = store
+        .claim(&token(), LEASE)
+        .await
+        .expect("claim")
+        .expect("a task");
+    assert_eq!(
+        (a.task.id.as_str(), b.task.id.as_str()),
+        (first.as_str(), second.as_str())
+    );
     // Handed back in the reverse order, as a shutdown may do.
     for claim in [&b, &a] {
         assert_eq!(
-            store.release(&claim.task.id, &claim.token).await.expect("release"),
+            store
+                .release(&claim.task.id, &claim.token)
+                .await
+                .expect("release"),
             Finish::Done
         );
     }
@@ -578,7 +592,11 @@ async fn a_claim_whose_answer_was_lost_is_handed_back(subject: Subject) {
     let _newer = submit(store, task("newer", 1)).await;
     // The claim happened, but its answer never reached the worker: it only knows the token.
     let lost = token();
-    let claimed = store.claim(&lost, LEASE).await.expect("claim").expect("a task");
+    let claimed = store
+        .claim(&lost, LEASE)
+        .await
+        .expect("claim")
+        .expect("a task");
     assert_eq!(claimed.task.id, older);
     assert!(store.unclaim(&lost).await.expect("unclaim"));
     let task = store.get(&older).await.expect("get").expect("exists");
@@ -587,11 +605,21 @@ async fn a_claim_whose_answer_was_lost_is_handed_back(subject: Subject) {
     assert!(!store.unclaim(&lost).await.expect("unclaim"));
     assert!(!store.unclaim(&token()).await.expect("unclaim"));
     // The task kept its place and its attempts.
-    let again = store.claim(&token(), LEASE).await.expect("claim").expect("a task");
-    assert_eq!((again.task.id.as_str(), again.task.attempt), (older.as_str(), 1));
+    let again = store
+        .claim(&token(), LEASE)
+        .await
+        .expect("claim")
+        .expect("a task");
+    assert_eq!(
+        (again.task.id.as_str(), again.task.attempt),
+        (older.as_str(), 1)
+    );
     // A token whose task completed hands nothing back.
     assert_eq!(
-        store.complete(&older, &again.token, "done").await.expect("complete"),
+        store
+            .complete(&older, &again.token, "done")
+            .await
+            .expect("complete"),
         Finish::Done
     );
     assert!(!store.unclaim(&again.token).await.expect("unclaim"));
@@ -613,10 +641,20 @@ async fn a_cap_on_waiting_tasks_refuses_whole_submissions(subject: Subject) {
         matches!(&refused, StoreError::Full(message) if message.contains("max_queued_tasks")),
         "{refused:?}"
     );
-    store.submit(vec![task("three", 1)]).await.expect("up to the cap");
-    let running = store.claim(&token(), LEASE).await.expect("claim").expect("a task");
+    store
+        .submit(vec![task("three", 1)])
+        .await
+        .expect("up to the cap");
+    let running = store
+        .claim(&token(), LEASE)
+        .await
+        .expect("claim")
+        .expect("a task");
     // A running task does not wait: its place is free.
-    store.submit(vec![task("four", 1)]).await.expect("room again");
+    store
+        .submit(vec![task("four", 1)])
+        .await
+        .expect("room again");
     assert_eq!(running.task.description, "one");
 }
 

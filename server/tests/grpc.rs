@@ -670,7 +670,9 @@ async fn streams_resume_after_a_sequence_number() {
         .into_inner()
         .task_id;
     // From the start, while it runs: every event, 1, 2, ... to COMPLETED.
-    let full = stream_after(&mut h.client, &id, Some(0)).await.expect("streams");
+    let full = stream_after(&mut h.client, &id, Some(0))
+        .await
+        .expect("streams");
     assert_eq!(full.first().map(|s| s.sequence), Some(1));
     assert_contiguous(&full);
     let last = full.last().expect("events").clone();
@@ -678,16 +680,25 @@ async fn streams_resume_after_a_sequence_number() {
 
     // Resuming after any event gives exactly the rest.
     for after in [1, 3, last.sequence - 1] {
-        let rest = stream_after(&mut h.client, &id, Some(after)).await.expect("streams");
+        let rest = stream_after(&mut h.client, &id, Some(after))
+            .await
+            .expect("streams");
         let sequences: Vec<u64> = rest.iter().map(|s| s.sequence).collect();
         assert_eq!(sequences, (after + 1..=last.sequence).collect::<Vec<_>>());
-        assert_eq!(rest, full[usize::try_from(after).expect("small")..].to_vec());
+        assert_eq!(
+            rest,
+            full[usize::try_from(after).expect("small")..].to_vec()
+        );
     }
     // After the last event of a finished task there is nothing more: the stream just ends.
-    let none = stream_after(&mut h.client, &id, Some(last.sequence)).await.expect("ends");
+    let none = stream_after(&mut h.client, &id, Some(last.sequence))
+        .await
+        .expect("ends");
     assert!(none.is_empty(), "{none:?}");
     // Unset, as old clients send it: the current state only.
-    let current = stream_after(&mut h.client, &id, None).await.expect("streams");
+    let current = stream_after(&mut h.client, &id, None)
+        .await
+        .expect("streams");
     assert_eq!(current, vec![last.clone()]);
     // Past the latest event: OUT_OF_RANGE, saying so.
     let past = stream_after(&mut h.client, &id, Some(last.sequence + 5))
@@ -719,8 +730,12 @@ async fn streams_beyond_the_limit_are_refused_until_one_closes() {
             })
             .await
     };
-    let first = open(h.client.clone(), id.clone()).await.expect("the first stream");
-    let _second = open(h.client.clone(), id.clone()).await.expect("the second stream");
+    let first = open(h.client.clone(), id.clone())
+        .await
+        .expect("the first stream");
+    let _second = open(h.client.clone(), id.clone())
+        .await
+        .expect("the second stream");
     let third = open(h.client.clone(), id.clone())
         .await
         .expect_err("over the limit");

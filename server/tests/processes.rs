@@ -299,14 +299,14 @@ async fn sigterm_hands_running_tasks_back_and_exits_cleanly() {
 /// `GET path` on `addr`; the status code, or 0 when nothing answers.
 fn http_status(addr: std::net::SocketAddr, path: &str) -> u16 {
     use std::io::{Read, Write};
-    let Ok(mut stream) = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2))
-    else {
+    let Ok(mut stream) = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2)) else {
         return 0;
     };
     let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
     let request = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
     let mut response = String::new();
-    if stream.write_all(request.as_bytes()).is_err() || stream.read_to_string(&mut response).is_err()
+    if stream.write_all(request.as_bytes()).is_err()
+        || stream.read_to_string(&mut response).is_err()
     {
         return 0;
     }
@@ -481,7 +481,11 @@ async fn limits_and_a_full_redis_answer_resource_exhausted() {
             .into_inner()
             .task_id;
         wait_for_status(second, &id, "IN_PROGRESS", Duration::from_secs(10)).await;
-        assert!(redis.query(&["CONFIG", "SET", "maxmemory", "1"]).starts_with("+OK"));
+        assert!(
+            redis
+                .query(&["CONFIG", "SET", "maxmemory", "1"])
+                .starts_with("+OK")
+        );
         let refused = second
             .submit_task(task("no room"))
             .await
@@ -489,7 +493,11 @@ async fn limits_and_a_full_redis_answer_resource_exhausted() {
         assert_eq!(refused.code(), Code::ResourceExhausted, "{refused:?}");
         assert!(refused.message().contains("out of memory"), "{refused:?}");
         wait_for_status(second, &id, "COMPLETED", Duration::from_secs(20)).await;
-        assert!(redis.query(&["CONFIG", "SET", "maxmemory", "0"]).starts_with("+OK"));
+        assert!(
+            redis
+                .query(&["CONFIG", "SET", "maxmemory", "0"])
+                .starts_with("+OK")
+        );
         second
             .submit_task(task("room again"))
             .await

@@ -179,7 +179,12 @@ impl Inner {
     }
 
     /// Like `emit`, for a task put off by `due_in`.
-    fn emit_due(&mut self, id: &str, runnable: bool, due_in: Option<Duration>) -> Option<TaskEvent> {
+    fn emit_due(
+        &mut self,
+        id: &str,
+        runnable: bool,
+        due_in: Option<Duration>,
+    ) -> Option<TaskEvent> {
         let entry = self.tasks.get_mut(id)?;
         let record = &mut entry.record;
         record.seq += 1;
@@ -466,7 +471,10 @@ impl Store for MemoryStore {
                         .insert(id.to_owned(), now.saturating_add(ms(plan.delay)));
                 }
                 let due_in = (!plan.delay.is_zero()).then_some(plan.delay);
-                (Finish::Retrying, inner.emit_due(id, due_in.is_none(), due_in))
+                (
+                    Finish::Retrying,
+                    inner.emit_due(id, due_in.is_none(), due_in),
+                )
             }
         };
         self.publish(event);

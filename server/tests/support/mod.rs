@@ -172,7 +172,12 @@ impl Redis {
 
     /// Sends a signal (`STOP`, `CONT`, ...) to the process.
     pub(crate) fn signal(&self, signal: &str) {
-        let pid = self.child.as_ref().expect("redis-server runs").id().to_string();
+        let pid = self
+            .child
+            .as_ref()
+            .expect("redis-server runs")
+            .id()
+            .to_string();
         let status = Command::new("kill")
             .args([format!("-{signal}"), pid])
             .status()
@@ -184,7 +189,9 @@ impl Redis {
     pub(crate) fn query(&self, words: &[&str]) -> String {
         use std::io::{Read, Write};
         let mut stream = TcpStream::connect(("127.0.0.1", self.port)).expect("connect to redis");
-        stream.write_all(resp(words).as_bytes()).expect("send to redis");
+        stream
+            .write_all(resp(words).as_bytes())
+            .expect("send to redis");
         let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
         let mut answer = vec![0u8; 64 * 1024];
         let n = stream.read(&mut answer).expect("redis answers");
@@ -205,7 +212,9 @@ impl Redis {
     pub(crate) fn send(&self, words: &[&str]) {
         use std::io::{Read, Write};
         let mut stream = TcpStream::connect(("127.0.0.1", self.port)).expect("connect to redis");
-        stream.write_all(resp(words).as_bytes()).expect("send to redis");
+        stream
+            .write_all(resp(words).as_bytes())
+            .expect("send to redis");
         std::thread::spawn(move || {
             let _ = stream.set_read_timeout(Some(Duration::from_secs(30)));
             let mut answer = [0u8; 64];
@@ -259,17 +268,21 @@ impl Proxy {
                     };
                     let (client_read, client_write) = client.into_split();
                     let (upstream_read, upstream_write) = upstream.into_split();
-                    for (from, to) in [
-                        (client_read, upstream_write),
-                        (upstream_read, client_write),
-                    ] {
+                    for (from, to) in [(client_read, upstream_write), (upstream_read, client_write)]
+                    {
                         let handle = tokio::spawn(pipe(from, to, generation, frozen_below.clone()));
-                        tasks.lock().expect("proxy tasks").push(handle.abort_handle());
+                        tasks
+                            .lock()
+                            .expect("proxy tasks")
+                            .push(handle.abort_handle());
                     }
                 }
             })
         };
-        tasks.lock().expect("proxy tasks").push(accept.abort_handle());
+        tasks
+            .lock()
+            .expect("proxy tasks")
+            .push(accept.abort_handle());
         Self {
             port,
             generation: generations,
