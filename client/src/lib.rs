@@ -1,9 +1,12 @@
 //! The TaskManager client: submit a task and watch it live, watch an existing task, run the
 //! original demo (random tasks at a steady rate, each streamed), or generate load and report
-//! throughput and latency percentiles.
+//! throughput and latency percentiles. Status streams survive server restarts: see
+//! [`watch`] and [`reconnect`].
 
 pub mod load;
 pub mod output;
+pub mod reconnect;
+pub mod watch;
 
 use std::time::Duration;
 
@@ -12,6 +15,8 @@ use taskmanager_proto::pb::task_manager_client::TaskManagerClient;
 use tonic::transport::Channel;
 
 pub use output::Output;
+pub use reconnect::Reconnect;
+pub use watch::watch;
 
 /// Exit code: the task completed (or the command succeeded).
 pub const EXIT_OK: u8 = 0;
@@ -43,54 +48,7 @@ impl Failure {
 
 /// Connects to `address` (`http://host:port`).
 pub async fn connect(address: &str) -> Result<TaskManagerClient<Channel>, Failure> {
-    let endpoint = Channel::from_shared(address.to_owned()).map_err(|error| Failure {
-        message: format!("invalid server address {address:?}: {error}"),
-        code: EXIT_USAGE,
-    })?;
-    let channel = endpoint
-        .connect_timeout(Duration::from_secs(5))
-        .tcp_nodelay(true)
-        .connect()
-        .await
-        .map_err(|error| Failure {
-            message: format!("cannot connect to {address}: {error}"),
-            code: EXIT_RPC,
-        })?;
-    Ok(TaskManagerClient::new(channel))
-}
-
-/// Streams the status of `task_id` to `output` until it ends; returns the last status.
-pub async fn watch(
-    client: &mut TaskManagerClient<Channel>,
-    task_id: &str,
-    output: &mut Output,
-) -> Result<pb::StatusResponse, Failure> {
-    let mut stream = client
-        .stream_task_status(pb::StatusRequest {
-            task_id: task_id.to_owned(),
-        })
-        .await
-        .map_err(|status| Failure::rpc("cannot stream the task's status", &status))?
-        .into_inner();
-    let mut last = None;
-    loop {
-        match stream.message().await {
-            Ok(Some(status)) => {
-                output.status(&status);
-                last = Some(status);
-            }
-            Ok(None) => break,
-            Err(status) => {
-                output.finish();
-                return Err(Failure::rpc("the status stream failed", &status));
-            }
-        }
-    }
-    output.finish();
-    last.ok_or_else(|| Failure {
-        message: format!("the stream of {task_id} ended without a status"),
-        code: EXIT_RPC,
-    })
+    Reconnect::new(address, Duration::ZERO)?.connect().await
 }
 
 /// The exit code for a task's final status.

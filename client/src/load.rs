@@ -8,6 +8,9 @@ use taskmanager_proto::pb;
 use taskmanager_proto::pb::task_manager_client::TaskManagerClient;
 use tonic::transport::Channel;
 
+use crate::output::{Output, Style};
+use crate::reconnect::Reconnect;
+
 /// A load run's settings.
 #[derive(Clone, Debug)]
 pub struct LoadPlan {
@@ -139,13 +142,19 @@ impl LoadReport {
     }
 }
 
-/// Runs `plan` against the server behind `client`.
-pub async fn run(client: TaskManagerClient<Channel>, plan: LoadPlan) -> LoadReport {
+/// Runs `plan` against the server behind `client`; status streams that break are resumed as
+/// `reconnect` says.
+pub async fn run(
+    client: TaskManagerClient<Channel>,
+    reconnect: &Reconnect,
+    plan: LoadPlan,
+) -> LoadReport {
     let next = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
     let mut workers = tokio::task::JoinSet::new();
     for _ in 0..plan.concurrency.max(1) {
         let mut client = client.clone();
+        let reconnect = reconnect.clone();
         let next = next.clone();
         let plan = plan.clone();
         workers.spawn(async move {
@@ -164,8 +173,9 @@ pub async fn run(client: TaskManagerClient<Channel>, plan: LoadPlan) -> LoadRepo
                 if !plan.wait {
                     continue;
                 }
-                match finish(&mut client, &id).await {
-                    Some(pb::TaskState::Completed) => tally.completed += 1,
+                let mut quiet = Output::new(Style::Quiet);
+                match crate::watch(&client, &reconnect, &id, &mut quiet).await {
+                    Ok(last) if last.state() == pb::TaskState::Completed => tally.completed += 1,
                     _ => tally.failed += 1,
                 }
                 tally.end_to_end.push(begun.elapsed());
@@ -201,22 +211,6 @@ struct Tally {
     rejected: u64,
     completed: u64,
     failed: u64,
-}
-
-/// Streams a task until it ends; its final state.
-async fn finish(client: &mut TaskManagerClient<Channel>, id: &str) -> Option<pb::TaskState> {
-    let mut stream = client
-        .stream_task_status(pb::StatusRequest {
-            task_id: id.to_owned(),
-        })
-        .await
-        .ok()?
-        .into_inner();
-    let mut last = None;
-    while let Ok(Some(status)) = stream.message().await {
-        last = Some(status.state());
-    }
-    last
 }
 
 #[cfg(test)]

@@ -6,8 +6,9 @@ use std::time::Duration;
 use clap::{Parser, Subcommand, ValueEnum};
 use stack_config::Loader;
 use taskmanager_client::load::{LoadPlan, run as run_load};
+use taskmanager_client::reconnect::{DEFAULT_RECONNECT_FOR, parse_reconnect_for};
 use taskmanager_client::{
-    EXIT_OK, EXIT_RPC, EXIT_USAGE, Failure, Output, connect, example_task, exit_code, watch,
+    EXIT_OK, EXIT_RPC, EXIT_USAGE, Failure, Output, Reconnect, example_task, exit_code, watch,
 };
 use taskmanager_proto::pb;
 
@@ -37,6 +38,16 @@ struct Args {
     /// Print JSON (one object per status, or one report) instead of text.
     #[arg(long, global = true)]
     json: bool,
+    /// When a status stream breaks (the server restarts, the connection drops), reconnect
+    /// and resume it for up to this long without a new status (`30s`, `2m`; `0`: never).
+    #[arg(
+        long,
+        global = true,
+        value_name = "DURATION",
+        default_value = DEFAULT_RECONNECT_FOR,
+        value_parser = parse_reconnect_for
+    )]
+    reconnect_for: Duration,
     #[command(subcommand)]
     command: Command,
 }
@@ -173,7 +184,8 @@ async fn real_main(args: Args) -> Result<u8, Failure> {
                 stack.server.port
             )
         });
-    let mut client = connect(&address).await?;
+    let reconnect = Reconnect::new(&address, args.reconnect_for)?;
+    let mut client = reconnect.connect().await?;
     let mut output = Output::stdout(args.json);
     match args.command {
         Command::Submit {
@@ -217,11 +229,11 @@ async fn real_main(args: Args) -> Result<u8, Failure> {
             if !args.json {
                 eprintln!("accepted {}", response.task_id);
             }
-            let last = watch(&mut client, &response.task_id, &mut output).await?;
+            let last = watch(&client, &reconnect, &response.task_id, &mut output).await?;
             Ok(exit_code(&last))
         }
         Command::Watch { id } => {
-            let last = watch(&mut client, &id, &mut output).await?;
+            let last = watch(&client, &reconnect, &id, &mut output).await?;
             Ok(exit_code(&last))
         }
         Command::Get { id } => {
@@ -288,7 +300,7 @@ async fn real_main(args: Args) -> Result<u8, Failure> {
                     code: EXIT_USAGE,
                 });
             }
-            demo(client, output, count, rate).await
+            demo(client, &reconnect, output, count, rate).await
         }
         Command::Load {
             tasks,
@@ -300,7 +312,7 @@ async fn real_main(args: Args) -> Result<u8, Failure> {
                 concurrency: concurrency.unwrap_or(stack.client.load.concurrency),
                 wait: !no_wait,
             };
-            let report = run_load(client, plan).await;
+            let report = run_load(client, &reconnect, plan).await;
             if args.json {
                 println!("{}", report.json());
             } else {
@@ -318,6 +330,7 @@ async fn real_main(args: Args) -> Result<u8, Failure> {
 /// The original demo: random tasks at a steady rate, each one's status streamed.
 async fn demo(
     client: pb::task_manager_client::TaskManagerClient<tonic::transport::Channel>,
+    reconnect: &Reconnect,
     output: Output,
     count: Option<u64>,
     rate: f64,
@@ -348,8 +361,9 @@ async fn demo(
         };
         submitted += 1;
         let mut task_output = output.for_task("");
+        let reconnect = reconnect.clone();
         watchers.spawn(async move {
-            let _ = watch(&mut submitter, &accepted, &mut task_output).await;
+            let _ = watch(&submitter, &reconnect, &accepted, &mut task_output).await;
         });
     }
     while watchers.join_next().await.is_some() {}

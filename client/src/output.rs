@@ -14,6 +14,8 @@ pub enum Style {
     Lines,
     /// One JSON object per status.
     Json,
+    /// Nothing (the load generator follows many streams and only counts outcomes).
+    Quiet,
 }
 
 /// Where statuses go.
@@ -21,7 +23,8 @@ pub struct Output {
     style: Style,
     /// Prefix of plain lines (the demo runs many tasks at once).
     prefix: String,
-    bar_open: bool,
+    /// The bar as last drawn, while its line is open.
+    bar: Option<String>,
 }
 
 impl Output {
@@ -43,7 +46,7 @@ impl Output {
         Self {
             style,
             prefix: String::new(),
-            bar_open: false,
+            bar: None,
         }
     }
 
@@ -58,7 +61,7 @@ impl Output {
         Self {
             style,
             prefix: prefix.to_owned(),
-            bar_open: false,
+            bar: None,
         }
     }
 
@@ -73,22 +76,43 @@ impl Output {
             Style::Json => format!("{}\n", json(status)),
             Style::Lines => format!("{}{}\n", self.prefix, line(status)),
             Style::Bar => {
-                self.bar_open = true;
-                format!("\r\x1b[2K{}", bar(status))
+                let drawn = bar(status);
+                let text = format!("\r\x1b[2K{drawn}");
+                self.bar = Some(drawn);
+                text
             }
+            Style::Quiet => return,
         };
-        let mut stdout = std::io::stdout().lock();
-        let _ = stdout.write_all(text.as_bytes());
-        let _ = stdout.flush();
+        write_stdout(&text);
+    }
+
+    /// Says what the client is doing besides showing statuses (reconnecting): `brief` after
+    /// the bar on its line (a longer text would wrap and break the redraw), else `full` as a
+    /// line on stderr, so that stdout keeps only statuses (pure JSON lines with `--json`).
+    pub fn notice(&mut self, brief: &str, full: &str) {
+        match self.style {
+            Style::Bar => {
+                let drawn = self.bar.get_or_insert_with(String::new);
+                let separator = if drawn.is_empty() { "" } else { "  " };
+                write_stdout(&format!("\r\x1b[2K{drawn}{separator}{brief}"));
+            }
+            Style::Lines | Style::Json => eprintln!("{}{full}", self.prefix),
+            Style::Quiet => {}
+        }
     }
 
     /// Ends the bar's line, if one is open.
     pub fn finish(&mut self) {
-        if self.bar_open {
+        if self.bar.take().is_some() {
             println!();
-            self.bar_open = false;
         }
     }
+}
+
+fn write_stdout(text: &str) {
+    let mut stdout = std::io::stdout().lock();
+    let _ = stdout.write_all(text.as_bytes());
+    let _ = stdout.flush();
 }
 
 /// One plain line: `<id> #<seq> <STATUS> <progress>% attempt a/m [result|error]`.
