@@ -21,6 +21,15 @@ ci:
 bench tasks="5000" concurrency="32":
     scripts/bench {{tasks}} {{concurrency}}
 
+# Inject faults against real processes (Redis restart, SIGSTOP, DEBUG SLEEP, half-open
+# connections, kill -9 of a server) and check that no task or stream is lost. CI runs it.
+chaos:
+    cargo test --locked -p taskmanager-server --test chaos -- --nocapture
+
+# Measure idle status streams (release build): Redis commands while idle and server memory.
+idle-streams streams="10000":
+    IDLE_STREAMS={{streams}} cargo test --locked --release -p taskmanager-server --test idle_streams -- --nocapture
+
 # Run the server from stack.yaml, e.g. `just server --env local`.
 server *args:
     cargo run --quiet --locked -p taskmanager-server -- {{args}}

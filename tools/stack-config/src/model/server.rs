@@ -182,7 +182,7 @@ pub struct Limits {
     pub max_batch: u32,
     /// Most status streams one server process keeps open at once; a stream beyond it is
     /// refused with `RESOURCE_EXHAUSTED`. An idle stream costs the server memory only (no
-    /// Redis command), about 5 KB.
+    /// Redis command): about 6 KB (measured: 10,000 idle streams, 58 MB).
     pub max_streams: u32,
     /// Most unary requests (submit, get, cancel) one server process handles at once; a
     /// request beyond it is refused with `RESOURCE_EXHAUSTED` instead of waiting in an
