@@ -12,6 +12,7 @@ pub mod hub;
 pub(crate) mod maintenance;
 pub mod metrics;
 pub mod settings;
+pub mod statuses;
 pub mod store;
 pub mod task;
 pub mod telemetry;
@@ -129,6 +130,7 @@ pub async fn serve(
         refused.clone(),
     );
 
+    let status_layer = statuses::StatusLayer::new(metrics.clone());
     let service = api::TaskManagerService::new(
         store,
         hub.clone(),
@@ -146,6 +148,7 @@ pub async fn serve(
         .saturating_add(16);
     let grpc = tonic::transport::Server::builder()
         .max_concurrent_streams(u32::try_from(per_connection).unwrap_or(u32::MAX))
+        .layer(status_layer)
         .add_service(health_service)
         .add_service(reflection)
         .add_service(

@@ -1,8 +1,9 @@
 //! Prometheus metrics of one server process, served as text on `server.metrics_port`.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -50,6 +51,32 @@ pub struct Metrics {
     pub subscription_up: AtomicBool,
     /// Whether the server is ready (reported SERVING).
     pub ready: AtomicBool,
+    /// gRPC responses by method and status code.
+    responses: Mutex<BTreeMap<(&'static str, i32), u64>>,
+}
+
+/// The canonical name of a gRPC status code, as gRPC's documentation spells it.
+fn code_name(code: tonic::Code) -> &'static str {
+    use tonic::Code;
+    match code {
+        Code::Ok => "OK",
+        Code::Cancelled => "CANCELLED",
+        Code::Unknown => "UNKNOWN",
+        Code::InvalidArgument => "INVALID_ARGUMENT",
+        Code::DeadlineExceeded => "DEADLINE_EXCEEDED",
+        Code::NotFound => "NOT_FOUND",
+        Code::AlreadyExists => "ALREADY_EXISTS",
+        Code::PermissionDenied => "PERMISSION_DENIED",
+        Code::ResourceExhausted => "RESOURCE_EXHAUSTED",
+        Code::FailedPrecondition => "FAILED_PRECONDITION",
+        Code::Aborted => "ABORTED",
+        Code::OutOfRange => "OUT_OF_RANGE",
+        Code::Unimplemented => "UNIMPLEMENTED",
+        Code::Internal => "INTERNAL",
+        Code::Unavailable => "UNAVAILABLE",
+        Code::DataLoss => "DATA_LOSS",
+        Code::Unauthenticated => "UNAUTHENTICATED",
+    }
 }
 
 /// Adds one to a counter.
@@ -58,6 +85,16 @@ pub(crate) fn inc(counter: &AtomicU64) {
 }
 
 impl Metrics {
+    /// Counts one response of `method` with `code`.
+    pub(crate) fn count_response(&self, method: &'static str, code: tonic::Code) {
+        *self
+            .responses
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .entry((method, code as i32))
+            .or_default() += 1;
+    }
+
     /// The metrics in the Prometheus text format (0.0.4).
     pub fn render(&self, hub: &Hub) -> String {
         let mut out = String::new();
@@ -158,6 +195,24 @@ impl Metrics {
             "1 when the server reports SERVING (store reachable, subscription up).",
             i64::from(self.ready.load(Ordering::Relaxed)),
         );
+        let _ = writeln!(
+            out,
+            "# HELP taskmanager_grpc_responses_total gRPC calls answered, by method and status \
+             code (a stream counts when it opens or is refused)."
+        );
+        let _ = writeln!(out, "# TYPE taskmanager_grpc_responses_total counter");
+        for ((method, code), count) in self
+            .responses
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .iter()
+        {
+            let code = code_name(tonic::Code::from_i32(*code));
+            let _ = writeln!(
+                out,
+                "taskmanager_grpc_responses_total{{method=\"{method}\",code=\"{code}\"}} {count}"
+            );
+        }
         out
     }
 }

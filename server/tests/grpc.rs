@@ -758,3 +758,102 @@ async fn streams_beyond_the_limit_are_refused_until_one_closes() {
         .expect("cancel");
     assert!(cancelled.into_inner().cancelled);
 }
+
+/// A codec that sends and receives bytes as they are: a client that can send anything.
+#[derive(Clone, Copy, Default)]
+struct Raw;
+
+impl tonic::codec::Codec for Raw {
+    type Encode = Vec<u8>;
+    type Decode = Vec<u8>;
+    type Encoder = Raw;
+    type Decoder = Raw;
+
+    fn encoder(&mut self) -> Raw {
+        Raw
+    }
+
+    fn decoder(&mut self) -> Raw {
+        Raw
+    }
+}
+
+impl tonic::codec::Encoder for Raw {
+    type Item = Vec<u8>;
+    type Error = tonic::Status;
+
+    fn encode(
+        &mut self,
+        item: Vec<u8>,
+        buffer: &mut tonic::codec::EncodeBuf<'_>,
+    ) -> Result<(), tonic::Status> {
+        prost::bytes::BufMut::put_slice(buffer, &item);
+        Ok(())
+    }
+}
+
+impl tonic::codec::Decoder for Raw {
+    type Item = Vec<u8>;
+    type Error = tonic::Status;
+
+    fn decode(
+        &mut self,
+        buffer: &mut tonic::codec::DecodeBuf<'_>,
+    ) -> Result<Option<Vec<u8>>, tonic::Status> {
+        use prost::bytes::Buf;
+        Ok(Some(buffer.copy_to_bytes(buffer.remaining()).to_vec()))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_and_oversize_requests_get_client_codes_and_are_counted() {
+    let h = harness(&["server.limits.max_message_bytes=65536"]).await;
+    let channel = Channel::from_shared(format!("http://{}", h.server.addr))
+        .expect("address")
+        .connect()
+        .await
+        .expect("connect");
+    let mut grpc = tonic::client::Grpc::new(channel);
+    let mut call = async |bytes: Vec<u8>| {
+        grpc.ready().await.expect("ready");
+        grpc.unary(
+            tonic::Request::new(bytes),
+            tonic::codegen::http::uri::PathAndQuery::from_static("/proto.TaskManager/SubmitTask"),
+            Raw,
+        )
+        .await
+    };
+    // task_description (field 1) that is not UTF-8.
+    let not_utf8 = call(vec![0x0a, 0x02, 0xff, 0xfe])
+        .await
+        .expect_err("refused");
+    assert_eq!(not_utf8.code(), Code::InvalidArgument, "{not_utf8:?}");
+    // Not protobuf at all.
+    let garbage = call(vec![0xff; 7]).await.expect_err("refused");
+    assert_eq!(garbage.code(), Code::InvalidArgument, "{garbage:?}");
+    assert!(
+        garbage.message().contains("not a valid message"),
+        "{garbage:?}"
+    );
+    // Larger than server.limits.max_message_bytes.
+    let mut large = vec![0x0a, 0x80, 0x80, 0x05]; // field 1, 81,920 bytes
+    large.extend(std::iter::repeat_n(b'a', 81_920));
+    let too_large = call(large).await.expect_err("refused");
+    assert_eq!(too_large.code(), Code::ResourceExhausted, "{too_large:?}");
+    assert!(
+        too_large.message().contains("max_message_bytes"),
+        "{too_large:?}"
+    );
+    // A valid one still works on the same connection.
+    let valid = call(vec![0x0a, 0x02, b'o', b'k']).await.expect("accepted");
+    assert!(!valid.into_inner().is_empty());
+
+    let metrics = scrape(h.server.metrics_addr).await;
+    for line in [
+        "taskmanager_grpc_responses_total{method=\"SubmitTask\",code=\"INVALID_ARGUMENT\"} 2\n",
+        "taskmanager_grpc_responses_total{method=\"SubmitTask\",code=\"RESOURCE_EXHAUSTED\"} 1\n",
+        "taskmanager_grpc_responses_total{method=\"SubmitTask\",code=\"OK\"} 1\n",
+    ] {
+        assert!(metrics.contains(line), "{line:?} in\n{metrics}");
+    }
+}
