@@ -4,6 +4,13 @@
 //! null); the model's types decide what the text means. So `tag: 0123` stays `"0123"`, and
 //! `port: 8080` becomes a number only because a port is one — the same rule applies to
 //! values from environment variables and `--set`, which are text too.
+//!
+//! Reading is bounded for any input: the limits of [`Loader`] (nesting depth, nodes, what
+//! aliases may copy, errors reported) are checked event by event, as the parser produces
+//! them, so nothing past a limit is ever built. Work and memory are linear in the file.
+
+mod spans;
+mod text;
 
 use std::collections::HashMap;
 
@@ -12,62 +19,112 @@ use yaml_rust2::parser::{Event, Parser};
 use yaml_rust2::scanner::{Marker, TScalarStyle};
 
 use crate::diagnostic::{Diagnostic, Origin};
-
-/// Where one key and its value stand in a file.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct Span {
-    /// Position of the key (absent for sequence items).
-    pub(crate) key: Option<Position>,
-    /// Position of the value.
-    pub(crate) value: Position,
-}
-
-/// A position in a file.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct Position {
-    /// Line, from 1.
-    pub(crate) line: usize,
-    /// Column, from 1.
-    pub(crate) column: usize,
-    /// Characters to underline.
-    pub(crate) width: usize,
-}
+use crate::load::Loader;
+use spans::{NodeId, Position, Spans};
+use text::Text;
 
 /// A parsed YAML file: its content as a figment dictionary and the position of every path.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub(crate) struct SourceFile {
     /// The file name as given.
     pub(crate) name: String,
-    /// The file's lines, for snippets.
-    lines: Vec<String>,
+    /// The file's text, for snippets.
+    text: Text,
     /// The top-level mapping.
     pub(crate) dict: Dict,
-    /// Position of every dotted path (`server.port`, `images.pull_secrets.0`).
-    spans: HashMap<String, Span>,
+    /// Position of every key and value.
+    spans: Spans,
 }
 
 impl SourceFile {
+    /// Parses the bytes of the file `name`, which must be UTF-8.
+    pub(crate) fn from_bytes(name: &str, bytes: Vec<u8>) -> Result<Self, Vec<Diagnostic>> {
+        match String::from_utf8(bytes) {
+            Ok(text) => Self::parse(name, &text),
+            Err(error) => {
+                let bytes = error.as_bytes();
+                let valid = error.utf8_error().valid_up_to();
+                let prefix = Text::new(std::str::from_utf8(&bytes[..valid]).unwrap_or_default());
+                let (line, column) = prefix.position_of(prefix.as_str().len());
+                // The line up to the bad byte, which shows as a replacement character.
+                let (mut snippet, _) = prefix.snippet(line, column, 1);
+                if !snippet.ends_with('…') {
+                    snippet.push('\u{fffd}');
+                }
+                let origin = Origin::File {
+                    file: name.to_owned(),
+                    line,
+                    column,
+                    snippet,
+                    width: 1,
+                };
+                let diagnostic = Diagnostic::error(
+                    "",
+                    "invalid-character",
+                    format!(
+                        "the file is not valid UTF-8: byte 0x{:02X} cannot start or continue a \
+                         character here",
+                        bytes[valid]
+                    ),
+                )
+                .with_origin(origin)
+                .with_help("save the file as UTF-8");
+                Err(vec![diagnostic])
+            }
+        }
+    }
+
     /// Parses `text`, read from the file `name`.
     pub(crate) fn parse(name: &str, text: &str) -> Result<Self, Vec<Diagnostic>> {
-        let mut builder = Builder {
-            name,
-            text,
-            parser: Parser::new_from_str(text),
-            spans: HashMap::new(),
-            anchors: HashMap::new(),
-            errors: Vec::new(),
+        let text = Text::new(text);
+        if let Some(forbidden) = text.forbidden() {
+            let position = Position::new(forbidden.line, forbidden.column, 1);
+            let more = match forbidden.count {
+                1 => String::new(),
+                n => format!(" ({n} in the file)"),
+            };
+            let diagnostic = Diagnostic::error(
+                "",
+                "invalid-character",
+                format!(
+                    "the file contains {}, which YAML does not allow{more}",
+                    text::describe(forbidden.character)
+                ),
+            )
+            .with_origin(origin_in(name, &text, position))
+            .with_help("write the value with an escape in a double-quoted string, such as \"\\t\"");
+            return Err(vec![diagnostic]);
+        }
+        let (dict, spans, errors) = {
+            let mut builder = Builder {
+                name,
+                text: &text,
+                parser: Parser::new_from_str(text.as_str()),
+                spans: Spans::new(),
+                anchors: HashMap::new(),
+                errors: Errors::default(),
+                path: Vec::new(),
+                depth: 0,
+                nodes: 0,
+                copied: Size::default(),
+            };
+            let dict = builder.document();
+            (dict, builder.spans, builder.errors.finish())
         };
-        let dict = builder.document();
-        let lines = text.lines().map(str::to_owned).collect();
-        if builder.errors.is_empty() {
-            Ok(Self {
+        match dict {
+            Some(dict) if errors.is_empty() => Ok(Self {
                 name: name.to_owned(),
-                lines,
-                dict: dict.unwrap_or_default(),
-                spans: builder.spans,
-            })
-        } else {
-            Err(builder.errors)
+                text,
+                dict,
+                spans,
+            }),
+            None if errors.is_empty() => Err(vec![Diagnostic::error(
+                "",
+                "internal",
+                "the YAML reader stopped without saying why; this is a bug in stack-config, \
+                 please report it with the file",
+            )]),
+            _ => Err(errors),
         }
     }
 
@@ -75,80 +132,208 @@ impl SourceFile {
     /// deepest enclosing key that has a position. `at_key` points at the key rather than the
     /// value.
     pub(crate) fn origin(&self, path: &str, at_key: bool) -> Option<Origin> {
-        let mut path = path;
-        loop {
-            if let Some(span) = self.spans.get(path) {
-                let position = if at_key {
-                    span.key.unwrap_or(span.value)
-                } else {
-                    span.value
-                };
-                return Some(self.origin_at(position));
-            }
-            path = path.rsplit_once('.')?.0;
-        }
+        let (span, _) = self.spans.find(path)?;
+        let position = if at_key {
+            span.key.unwrap_or(span.value)
+        } else {
+            span.value
+        };
+        Some(origin_in(&self.name, &self.text, position))
     }
 
     /// The origin of exactly the key at `path` (pointing at the key), if the file has it.
     pub(crate) fn origin_exact(&self, path: &str) -> Option<Origin> {
-        let span = self.spans.get(path)?;
-        Some(self.origin_at(span.key.unwrap_or(span.value)))
-    }
-
-    fn origin_at(&self, position: Position) -> Origin {
-        origin_in(&self.name, &self.lines, position)
+        let (span, true) = self.spans.find(path)? else {
+            return None;
+        };
+        Some(origin_in(
+            &self.name,
+            &self.text,
+            span.key.unwrap_or(span.value),
+        ))
     }
 }
 
-fn origin_in(name: &str, lines: &[String], position: Position) -> Origin {
+fn origin_in(name: &str, text: &Text, position: Position) -> Origin {
+    let (line, column, width) = (
+        position.line as usize,
+        position.column as usize,
+        position.width as usize,
+    );
+    let (snippet, width) = text.snippet(line, column, width);
     Origin::File {
         file: name.to_owned(),
-        line: position.line,
-        column: position.column,
-        snippet: lines.get(position.line - 1).cloned().unwrap_or_default(),
-        width: position.width,
+        line,
+        column,
+        snippet,
+        width,
     }
+}
+
+/// What a node holds, to charge an alias that copies it.
+#[derive(Clone, Copy, Debug, Default)]
+struct Size {
+    /// Nodes: scalars, mappings, sequences and keys.
+    nodes: usize,
+    /// Bytes of text in keys and scalars.
+    bytes: usize,
+    /// Levels of mappings and sequences (0 for a scalar).
+    height: usize,
+}
+
+/// A node that an anchor names, ready to be copied by its aliases.
+struct Anchored {
+    value: Value,
+    size: Size,
+}
+
+/// The diagnostics of one file, at most `Loader::MAX_ERRORS` of them.
+#[derive(Default)]
+struct Errors {
+    shown: Vec<Diagnostic>,
+    /// Errors past the limit, counted but not built.
+    hidden: usize,
+    /// Where the first hidden error stands.
+    first_hidden: Option<Origin>,
+}
+
+impl Errors {
+    fn is_full(&self) -> bool {
+        self.shown.len() >= Loader::MAX_ERRORS
+    }
+
+    fn finish(mut self) -> Vec<Diagnostic> {
+        if self.hidden > 0 {
+            let origin = self.first_hidden.take().unwrap_or(Origin::Default);
+            self.shown
+                .push(more_errors(self.hidden).with_origin(origin));
+        }
+        self.shown
+    }
+}
+
+/// The diagnostic that stands for `hidden` errors left out of a report.
+pub(crate) fn more_errors(hidden: usize) -> Diagnostic {
+    let plural = if hidden == 1 { "" } else { "s" };
+    Diagnostic::error(
+        "",
+        "error-limit",
+        format!(
+            "{hidden} more error{plural} not shown (at most {} are reported at once); here is one",
+            Loader::MAX_ERRORS
+        ),
+    )
+    .with_help("fix the errors above and check again")
 }
 
 struct Builder<'a> {
     name: &'a str,
-    text: &'a str,
+    text: &'a Text,
     parser: Parser<std::str::Chars<'a>>,
-    spans: HashMap<String, Span>,
-    anchors: HashMap<usize, Value>,
-    errors: Vec<Diagnostic>,
+    spans: Spans,
+    anchors: HashMap<usize, Anchored>,
+    errors: Errors,
+    /// Key path of the node being read, one segment per level.
+    path: Vec<String>,
+    /// Mappings and sequences open around the node being read.
+    depth: usize,
+    /// Nodes in the document so far, copies made by aliases included.
+    nodes: usize,
+    /// What aliases have copied so far.
+    copied: Size,
 }
 
 /// Marks a parse failure that has already been recorded in `Builder::errors`.
 struct Failed;
 
+/// A node read, with its size, or a failure.
+type Built = Result<(Value, Size), Failed>;
+
 impl Builder<'_> {
     fn next(&mut self) -> Result<(Event, Marker), Failed> {
         self.parser.next_token().map_err(|error| {
-            let marker = *error.marker();
-            self.error_at(
-                marker,
-                1,
-                "yaml-syntax",
-                format!("invalid YAML: {}", error.info()),
-            );
-            Failed
+            // The parser's own limit on flow nesting (`[[[[…`), far past ours: the scanner
+            // reads a run of brackets ahead of the events that would reach ours.
+            if error.info() == "recursion limit exceeded" {
+                return self.fatal(*error.marker(), 1, "nesting-depth", nesting_message());
+            }
+            let message = format!("invalid YAML: {}", error.info());
+            self.fatal(*error.marker(), 1, "yaml-syntax", message)
         })
     }
 
-    fn position(&self, marker: Marker, width: usize) -> Position {
-        Position {
-            line: marker.line(),
-            column: marker.col() + 1,
-            width,
-        }
+    fn position(marker: Marker, width: usize) -> Position {
+        Position::new(marker.line(), marker.col() + 1, width)
     }
 
+    /// Records an error at `marker` that does not stop the reading (a duplicate key). Past
+    /// `Loader::MAX_ERRORS`, such errors are only counted.
     fn error_at(&mut self, marker: Marker, width: usize, rule: &'static str, message: String) {
-        let lines: Vec<String> = self.text.lines().map(str::to_owned).collect();
-        let origin = origin_in(self.name, &lines, self.position(marker, width));
+        let origin = || origin_in(self.name, self.text, Self::position(marker, width));
+        if self.errors.is_full() {
+            self.errors.hidden += 1;
+            if self.errors.first_hidden.is_none() {
+                self.errors.first_hidden = Some(origin());
+            }
+            return;
+        }
+        let origin = origin();
         self.errors
+            .shown
             .push(Diagnostic::error("", rule, message).with_origin(origin));
+    }
+
+    /// Records an error that stops the reading, at `marker`, and fails. It is shown even past
+    /// `Loader::MAX_ERRORS`.
+    fn fatal(
+        &mut self,
+        marker: Marker,
+        width: usize,
+        rule: &'static str,
+        message: String,
+    ) -> Failed {
+        let origin = origin_in(self.name, self.text, Self::position(marker, width));
+        self.errors
+            .shown
+            .push(Diagnostic::error("", rule, message).with_origin(origin));
+        Failed
+    }
+
+    /// Records that a limit was reached at `marker`, naming the key path, and fails: nothing
+    /// past a limit is read.
+    fn limit(&mut self, marker: Marker, rule: &'static str, message: String) -> Failed {
+        self.limit_at(marker, 1, rule, message)
+    }
+
+    /// As `limit`, underlining `width` characters.
+    fn limit_at(
+        &mut self,
+        marker: Marker,
+        width: usize,
+        rule: &'static str,
+        message: String,
+    ) -> Failed {
+        let origin = origin_in(self.name, self.text, Self::position(marker, width));
+        let diagnostic = Diagnostic::error(self.path.join("."), rule, message).with_origin(origin);
+        self.errors.shown.push(diagnostic);
+        Failed
+    }
+
+    /// Counts `added` nodes into the document.
+    fn count_nodes(&mut self, added: usize, marker: Marker) -> Result<(), Failed> {
+        self.nodes += added;
+        if self.nodes > Loader::MAX_NODES {
+            return Err(self.limit(
+                marker,
+                "document-size",
+                format!(
+                    "the document holds more than {} values (keys, scalars, lists and \
+                     mappings, counting what aliases copy); a stack needs a few hundred",
+                    Loader::MAX_NODES
+                ),
+            ));
+        }
+        Ok(())
     }
 
     /// Reads the single document; `None` when there is none or it is malformed.
@@ -159,29 +344,22 @@ impl Builder<'_> {
             let (event, marker) = self.next().ok()?;
             match event {
                 Event::StreamStart | Event::DocumentEnd | Event::Nothing => {}
-                Event::StreamEnd => return dict,
+                Event::StreamEnd => return Some(dict.unwrap_or_default()),
                 Event::DocumentStart => {
                     documents += 1;
                     if documents > 1 {
-                        self.error_at(
-                            marker,
-                            3,
-                            "yaml-syntax",
-                            "the file holds more than one YAML document; keep one".into(),
-                        );
+                        let message = "the file holds more than one YAML document; keep one";
+                        self.fatal(marker, 3, "yaml-syntax", message.into());
                         return None;
                     }
                 }
-                event => match self.node(event, marker, "").ok()? {
+                event => match self.node(event, marker, Spans::ROOT).ok()?.0 {
                     Value::Dict(_, map) => dict = Some(map),
                     Value::Empty(..) => dict = Some(Dict::new()),
                     _ => {
-                        self.error_at(
-                            marker,
-                            1,
-                            "type",
-                            "the top level of the file must be a mapping of keys to values".into(),
-                        );
+                        let message =
+                            "the top level of the file must be a mapping of keys to values";
+                        self.fatal(marker, 1, "type", message.into());
                         return None;
                     }
                 },
@@ -189,11 +367,17 @@ impl Builder<'_> {
         }
     }
 
-    fn node(&mut self, event: Event, marker: Marker, path: &str) -> Result<Value, Failed> {
-        let (value, anchor) = match event {
+    fn node(&mut self, event: Event, marker: Marker, span: NodeId) -> Built {
+        let (value, size, anchor) = match event {
             Event::Scalar(text, style, anchor, _tag) => {
+                self.count_nodes(1, marker)?;
                 let width = scalar_width(&text, style);
-                self.record_value(path, self.position(marker, width));
+                self.spans.set_value(span, Self::position(marker, width));
+                let size = Size {
+                    nodes: 1,
+                    bytes: text.len(),
+                    height: 0,
+                };
                 let value = if style == TScalarStyle::Plain
                     && matches!(text.as_str(), "" | "~" | "null" | "Null" | "NULL")
                 {
@@ -201,94 +385,219 @@ impl Builder<'_> {
                 } else {
                     Value::String(Tag::Default, text)
                 };
-                (value, anchor)
+                (value, size, anchor)
             }
             Event::MappingStart(anchor, _) => {
-                self.record_value(path, self.position(marker, 1));
-                (self.mapping(path)?, anchor)
+                self.spans.set_value(span, Self::position(marker, 1));
+                let (value, size) = self.collection(marker, span, Self::mapping)?;
+                (value, size, anchor)
             }
             Event::SequenceStart(anchor, _) => {
-                self.record_value(path, self.position(marker, 1));
-                (self.sequence(path)?, anchor)
+                self.spans.set_value(span, Self::position(marker, 1));
+                let (value, size) = self.collection(marker, span, Self::sequence)?;
+                (value, size, anchor)
             }
             Event::Alias(id) => {
-                self.record_value(path, self.position(marker, 1));
-                let value = self.anchors.get(&id).cloned().ok_or(Failed)?;
-                (value, 0)
+                self.spans
+                    .set_value(span, Self::position(marker, self.alias_width(marker)));
+                return self.alias(id, marker);
             }
             _ => {
-                self.error_at(marker, 1, "yaml-syntax", "unexpected YAML structure".into());
-                return Err(Failed);
+                let message = "unexpected YAML structure".into();
+                return Err(self.fatal(marker, 1, "yaml-syntax", message));
             }
         };
         if anchor != 0 {
-            self.anchors.insert(anchor, value.clone());
+            // Keeping the node for its aliases is a copy too: nested anchors would otherwise
+            // copy a large node once per level.
+            self.copy(size, marker, 1)?;
+            self.anchors.insert(
+                anchor,
+                Anchored {
+                    value: value.clone(),
+                    size,
+                },
+            );
         }
-        Ok(value)
+        Ok((value, size))
     }
 
-    fn mapping(&mut self, path: &str) -> Result<Value, Failed> {
+    /// Reads a mapping or a sequence with `read`, one level deeper.
+    fn collection(
+        &mut self,
+        marker: Marker,
+        span: NodeId,
+        read: fn(&mut Self, NodeId) -> Built,
+    ) -> Built {
+        self.count_nodes(1, marker)?;
+        if self.depth >= Loader::MAX_DEPTH {
+            return Err(self.limit(marker, "nesting-depth", nesting_message()));
+        }
+        self.depth += 1;
+        let read = read(self, span);
+        self.depth -= 1;
+        let (value, size) = read?;
+        Ok((
+            value,
+            Size {
+                nodes: size.nodes + 1,
+                height: size.height + 1,
+                ..size
+            },
+        ))
+    }
+
+    /// The contents of a mapping (the mapping itself is counted by `collection`).
+    fn mapping(&mut self, span: NodeId) -> Built {
         let mut dict = Dict::new();
+        let mut size = Size::default();
         loop {
             let (event, marker) = self.next()?;
             let key = match event {
-                Event::MappingEnd => return Ok(Value::Dict(Tag::Default, dict)),
+                Event::MappingEnd => return Ok((Value::Dict(Tag::Default, dict), size)),
                 Event::Scalar(text, ..) => text,
                 _ => {
-                    self.error_at(
-                        marker,
-                        1,
-                        "type",
-                        "keys must be plain strings, not lists or mappings".into(),
-                    );
-                    return Err(Failed);
+                    let message = "keys must be plain strings, not lists or mappings".into();
+                    return Err(self.fatal(marker, 1, "type", message));
                 }
             };
-            let child = join(path, &key);
-            if dict.contains_key(&key) {
-                self.error_at(
+            self.count_nodes(1, marker)?;
+            let width = key.chars().count();
+            if width > Loader::MAX_KEY_CHARS {
+                return Err(self.limit(
                     marker,
-                    key.chars().count(),
-                    "duplicate-key",
-                    format!("key `{child}` appears more than once in the same mapping"),
-                );
+                    "key-size",
+                    format!(
+                        "a key is longer than {} characters (YAML's limit on implicit keys)",
+                        Loader::MAX_KEY_CHARS
+                    ),
+                ));
             }
-            let key_position = self.position(marker, key.chars().count());
-            self.spans.insert(
-                child.clone(),
-                Span {
-                    key: Some(key_position),
-                    value: key_position,
-                },
-            );
-            let (event, marker) = self.next()?;
-            let value = self.node(event, marker, &child)?;
+            if dict.contains_key(&key) {
+                // Past the limit on errors, the message is not built: its path may be long.
+                let message = match self.errors.is_full() {
+                    true => String::new(),
+                    false => format!(
+                        "key `{}` appears more than once in the same mapping",
+                        join(&self.path.join("."), &key)
+                    ),
+                };
+                self.error_at(marker, width, "duplicate-key", message);
+            }
+            let child = self
+                .spans
+                .add_key(span, &key, Self::position(marker, width));
+            self.path.push(key);
+            let value = self
+                .next()
+                .and_then(|(event, marker)| self.node(event, marker, child));
+            let key = self.path.pop().unwrap_or_default();
+            let (value, child_size) = value?;
+            size.nodes += 1 + child_size.nodes;
+            size.bytes += key.len() + child_size.bytes;
+            size.height = size.height.max(child_size.height);
             dict.insert(key, value);
         }
     }
 
-    fn sequence(&mut self, path: &str) -> Result<Value, Failed> {
+    /// The contents of a sequence (the sequence itself is counted by `collection`).
+    fn sequence(&mut self, span: NodeId) -> Built {
         let mut items = Vec::new();
+        let mut size = Size::default();
         loop {
             let (event, marker) = self.next()?;
             if event == Event::SequenceEnd {
-                return Ok(Value::Array(Tag::Default, items));
+                return Ok((Value::Array(Tag::Default, items), size));
             }
-            let child = join(path, &items.len().to_string());
-            items.push(self.node(event, marker, &child)?);
+            if items.len() == Loader::MAX_ITEMS {
+                return Err(self.limit(
+                    marker,
+                    "list-size",
+                    format!(
+                        "the list holds more than {} items; a stack's lists hold a few",
+                        Loader::MAX_ITEMS
+                    ),
+                ));
+            }
+            let child = self.spans.add_item(span);
+            self.path.push(items.len().to_string());
+            let item = self.node(event, marker, child);
+            self.path.pop();
+            let (item, item_size) = item?;
+            size.nodes += item_size.nodes;
+            size.bytes += item_size.bytes;
+            size.height = size.height.max(item_size.height);
+            items.push(item);
         }
     }
 
-    fn record_value(&mut self, path: &str, position: Position) {
-        if path.is_empty() {
-            return;
+    /// A copy of the node an alias names, if it stays within the limits.
+    fn alias(&mut self, id: usize, marker: Marker) -> Built {
+        let Some(size) = self.anchors.get(&id).map(|anchored| anchored.size) else {
+            // The parser rejects unknown anchors; what is left is an alias inside the very
+            // node its anchor names.
+            let message = "an alias cannot refer to the node that contains it".into();
+            return Err(self.fatal(marker, self.alias_width(marker), "yaml-syntax", message));
+        };
+        let width = self.alias_width(marker);
+        self.copy(size, marker, width)?;
+        if self.depth + size.height > Loader::MAX_DEPTH {
+            return Err(self.limit_at(
+                marker,
+                width,
+                "nesting-depth",
+                format!(
+                    "this alias makes values nest more than {} levels deep; a stack nests fewer \
+                     than 10",
+                    Loader::MAX_DEPTH
+                ),
+            ));
         }
-        let span = self.spans.entry(path.to_owned()).or_insert(Span {
-            key: None,
-            value: position,
-        });
-        span.value = position;
+        self.count_nodes(size.nodes, marker)?;
+        let value = self.anchors.get(&id).map(|anchored| anchored.value.clone());
+        Ok((value.ok_or(Failed)?, size))
     }
+
+    /// Counts a copy of a node of `size` (by an anchor or an alias, at `marker`) against the
+    /// limits on what anchors and aliases copy.
+    fn copy(&mut self, size: Size, marker: Marker, width: usize) -> Result<(), Failed> {
+        self.copied.nodes += size.nodes;
+        self.copied.bytes += size.bytes;
+        if self.copied.nodes > Loader::MAX_ALIAS_NODES
+            || self.copied.bytes > Loader::MAX_ALIAS_BYTES
+        {
+            return Err(self.limit_at(
+                marker,
+                width,
+                "alias-expansion",
+                format!(
+                    "anchors and aliases copy more than {} values or {} bytes of text in all; \
+                     a stack's anchors need far less (is this an alias bomb?)",
+                    Loader::MAX_ALIAS_NODES,
+                    Loader::MAX_ALIAS_BYTES
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Characters of the alias at `marker` (`*name`), to underline it.
+    fn alias_width(&self, marker: Marker) -> usize {
+        self.text
+            .line(marker.line())
+            .chars()
+            .skip(marker.col())
+            .take_while(|c| !matches!(c, ' ' | '\t' | ',' | '[' | ']' | '{' | '}'))
+            .count()
+            .max(1)
+    }
+}
+
+fn nesting_message() -> String {
+    format!(
+        "values nest more than {} levels deep; a stack nests fewer than 10",
+        Loader::MAX_DEPTH
+    )
 }
 
 /// Characters to underline for a scalar: its text, plus quotes, on one line.
