@@ -1,6 +1,14 @@
 //! Diagnostics: what is wrong, where, and why — and how they print.
+//!
+//! User text in a diagnostic never prints as it was written: secret values are replaced by
+//! `<redacted>` when the diagnostic is made (see `redact`), and control characters are
+//! escaped when it is displayed (see `escape`).
 
 use std::fmt;
+
+use crate::escape::escape;
+use crate::redact::{self, Class};
+use crate::types::Secret;
 
 /// How bad a diagnostic is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -68,14 +76,23 @@ pub struct Diagnostic {
 }
 
 impl Diagnostic {
-    /// An error at `path`, origin not yet known.
+    /// An error at `path`, origin not yet known. When `path` may hold a secret, every quoted
+    /// value in `message` is replaced by `"<redacted>"`.
     pub fn error(path: impl Into<String>, rule: &'static str, message: impl Into<String>) -> Self {
+        let path = path.into();
+        let message = message.into();
+        let message = match redact::classify(&path) {
+            Class::Plain => message,
+            // A section that holds secrets: its own key names may show, values may not.
+            Class::Holds => redact::scrub_quoted_except(&message, &path),
+            Class::Secret => redact::scrub_quoted(&message),
+        };
         Self {
             origin: Origin::Default,
             severity: Severity::Error,
-            path: path.into(),
+            path,
             rule,
-            message: message.into(),
+            message,
             help: None,
             related: Vec::new(),
         }
@@ -93,9 +110,14 @@ impl Diagnostic {
         }
     }
 
-    /// Adds a hint at the fix.
+    /// Adds a hint at the fix (quoted values redacted, as in the message).
     pub fn with_help(mut self, help: impl Into<String>) -> Self {
-        self.help = Some(help.into());
+        let help = help.into();
+        self.help = Some(match redact::classify(&self.path) {
+            Class::Plain => help,
+            Class::Holds => redact::scrub_quoted_except(&help, &self.path),
+            Class::Secret => redact::scrub_quoted(&help),
+        });
         self
     }
 
@@ -105,9 +127,53 @@ impl Diagnostic {
         self
     }
 
-    /// Sets where the value came from.
+    /// Sets where the value came from. A secret value in the origin (the snippet of a file
+    /// line, a `--set` argument) is replaced by `<redacted>`, and so are the quoted values of
+    /// the message and help when it was.
     pub fn with_origin(mut self, origin: Origin) -> Self {
-        self.origin = origin;
+        let mut redacted = false;
+        self.origin = match origin {
+            Origin::File {
+                file,
+                line,
+                mut column,
+                mut snippet,
+                mut width,
+            } => {
+                if let Some((shown, start)) = redact::redact_line(&snippet, &self.path, column) {
+                    redacted = true;
+                    snippet = shown;
+                    // Keep the caret on what is left: on `<redacted>` when it pointed into
+                    // the value, to its end when it reached into it.
+                    let at = column.saturating_sub(1);
+                    if at >= start {
+                        column = start + 1;
+                        width = Secret::REDACTED.len();
+                    } else if at + width > start {
+                        width = start - at + Secret::REDACTED.len();
+                    }
+                }
+                Origin::File {
+                    file,
+                    line,
+                    column,
+                    snippet,
+                    width,
+                }
+            }
+            Origin::Set { mut arg } => {
+                if let Some(shown) = redact::redact_set(&arg) {
+                    redacted = true;
+                    arg = shown;
+                }
+                Origin::Set { arg }
+            }
+            other => other,
+        };
+        if redacted {
+            self.message = redact::scrub_quoted(&self.message);
+            self.help = self.help.map(|help| redact::scrub_quoted(&help));
+        }
         self
     }
 
@@ -128,6 +194,8 @@ impl Diagnostic {
 }
 
 impl fmt::Display for Diagnostic {
+    /// Prints the diagnostic with every piece of user text escaped (`\u{1b}`, `\n`), so that
+    /// nothing in a value can drive the terminal or break a line.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let severity = match self.severity {
             Severity::Error => "error",
@@ -138,7 +206,13 @@ impl fmt::Display for Diagnostic {
         } else {
             &self.path
         };
-        writeln!(f, "{severity}[{}]: {path}: {}", self.rule, self.message)?;
+        writeln!(
+            f,
+            "{severity}[{}]: {}: {}",
+            self.rule,
+            escape(path),
+            escape(&self.message)
+        )?;
         match &self.origin {
             Origin::File {
                 file,
@@ -149,23 +223,32 @@ impl fmt::Display for Diagnostic {
             } => {
                 let gutter = line.to_string().len();
                 let pad = " ".repeat(gutter);
-                writeln!(f, "{pad}--> {file}:{line}:{column}")?;
+                writeln!(f, "{pad}--> {}:{line}:{column}", escape(file))?;
                 writeln!(f, "{pad} |")?;
-                writeln!(f, "{line} | {snippet}")?;
-                let indent: String = snippet
-                    .chars()
-                    .take(column.saturating_sub(1))
-                    .map(|c| if c == '\t' { '\t' } else { ' ' })
-                    .collect();
-                writeln!(f, "{pad} | {indent}{}", "^".repeat((*width).max(1)))?;
+                writeln!(f, "{line} | {}", escape(snippet))?;
+                // The caret lines up with the escaped text: count what escaping makes of the
+                // characters before and under it.
+                let chars: Vec<char> = snippet.chars().collect();
+                let at = column.saturating_sub(1).min(chars.len());
+                let under = (at + width).min(chars.len());
+                let before: String = chars[..at].iter().collect();
+                let marked: String = chars[at..under].iter().collect();
+                let indent = escape(&before).chars().count();
+                let carets = escape(&marked).chars().count() + (width - (under - at));
+                writeln!(
+                    f,
+                    "{pad} | {}{}",
+                    " ".repeat(indent),
+                    "^".repeat(carets.max(1))
+                )?;
             }
-            Origin::Env { var } => writeln!(f, "  --> environment variable {var}")?,
-            Origin::Set { arg } => writeln!(f, "  --> --set {arg}")?,
-            Origin::Argument { arg } => writeln!(f, "  --> argument {arg}")?,
+            Origin::Env { var } => writeln!(f, "  --> environment variable {}", escape(var))?,
+            Origin::Set { arg } => writeln!(f, "  --> --set {}", escape(arg))?,
+            Origin::Argument { arg } => writeln!(f, "  --> argument {}", escape(arg))?,
             Origin::Default => writeln!(f, "  --> built-in default")?,
         }
         if let Some(help) = &self.help {
-            writeln!(f, "  = help: {help}")?;
+            writeln!(f, "  = help: {}", escape(help))?;
         }
         Ok(())
     }

@@ -10,8 +10,10 @@
 
 pub mod diagnostic;
 mod emit;
+mod escape;
 mod load;
 pub mod model;
+mod redact;
 mod reference;
 mod schema;
 mod source;
@@ -20,14 +22,16 @@ mod validate;
 
 pub use diagnostic::{Diagnostic, Origin, Report, Severity};
 pub use emit::{scalar_text, to_yaml};
+pub use escape::escape;
 pub use load::{ENV_PREFIX, ENV_SEPARATOR, Loaded, Loader};
 pub use model::Stack;
 pub use reference::{REFERENCE_PATH, reference_markdown};
 pub use schema::{SCHEMA_PATH, schema, schema_json};
 pub use validate::validate;
 
-/// The resolved configuration as JSON (secrets redacted), with the computed values under
-/// `derived`.
+/// The resolved configuration as JSON, with the computed values under `derived`. Secrets are
+/// redacted: `Secret` values, and in the environment overlays (which are not validated until
+/// selected) every value whose key looks secret.
 pub fn resolved(stack: &Stack) -> serde_json::Value {
     let mut value = serde_json::to_value(stack).expect("a stack serializes");
     if let serde_json::Value::Object(map) = &mut value {

@@ -1,5 +1,10 @@
 //! Semantic rules: what a well-typed stack must also satisfy. Every rule runs and every
 //! violation is returned; the loader locates each one.
+//!
+//! The rules on strings — what Kubernetes, a container runtime or the consuming program
+//! would refuse — are in `strings`.
+
+mod strings;
 
 use crate::diagnostic::Diagnostic;
 use crate::model::{LogShipper, Redis, RedisMode, Resources, Stack, StoreKind};
@@ -16,6 +21,7 @@ pub fn validate(stack: &Stack) -> Vec<Diagnostic> {
     counts(stack, &mut out);
     resources(stack, &mut out);
     references(stack, &mut out);
+    strings::check(stack, &mut out);
     out
 }
 
@@ -80,6 +86,24 @@ fn replicas(stack: &Stack, out: &mut Vec<Diagnostic>) {
             .with_help("use `store: redis`, or one replica without autoscaling")
             .with_related("server.replicas"),
         );
+    }
+    // Kubernetes counts replicas in a 32-bit signed integer.
+    for (path, replicas) in [
+        ("server.replicas", stack.server.replicas),
+        ("client.replicas", stack.client.replicas),
+        ("server.autoscaling.max_replicas", scaling.max_replicas),
+    ] {
+        if i32::try_from(replicas).is_err() {
+            out.push(Diagnostic::error(
+                path,
+                "replicas-range",
+                format!(
+                    "must be at most {} (got {replicas}): Kubernetes counts replicas in a 32-bit \
+                     integer",
+                    i32::MAX
+                ),
+            ));
+        }
     }
     if !scaling.enabled && stack.server.replicas == 0 {
         out.push(
@@ -210,13 +234,6 @@ fn redis(stack: &Stack, out: &mut Vec<Diagnostic>) {
             "redis.db",
             "redis-db",
             format!("Redis has databases 0 to 15 (got {})", redis.db),
-        ));
-    }
-    if redis.auth.secret.key.is_empty() {
-        out.push(Diagnostic::error(
-            "redis.auth.secret.key",
-            "secret-key",
-            "the key within the Secret must not be empty",
         ));
     }
     maxmemory(redis, out);
@@ -370,15 +387,6 @@ fn counts(stack: &Stack, out: &mut Vec<Diagnostic>) {
             ),
         ));
     }
-    if let Some(address) = &client.address
-        && !(address.starts_with("http://") || address.starts_with("https://"))
-    {
-        out.push(Diagnostic::error(
-            "client.address",
-            "address",
-            format!("{address:?} is not an address: use http://host:port or https://host:port"),
-        ));
-    }
 }
 
 fn check_resources(out: &mut Vec<Diagnostic>, path: &str, resources: &Resources) {
@@ -477,15 +485,6 @@ fn references(stack: &Stack, out: &mut Vec<Diagnostic>) {
             )
             .with_help("switch to `shipper: alloy`"),
         );
-    }
-    if let Some(endpoint) = &o.tracing.endpoint
-        && !(endpoint.starts_with("http://") || endpoint.starts_with("https://"))
-    {
-        out.push(Diagnostic::error(
-            "observability.tracing.endpoint",
-            "address",
-            format!("{endpoint:?} is not an OTLP endpoint: use http://host:4317"),
-        ));
     }
 }
 

@@ -21,8 +21,11 @@ pub struct Client {
     pub rate: f64,
     /// Settings of `load` mode and of `taskmanager-client load`.
     pub load: LoadSettings,
-    /// Server address to dial, such as `http://127.0.0.1:50051`. Unset dials the server
-    /// Service in the cluster, or the local server when run locally.
+    /// Server address to dial, `http(s)://host[:port]`, such as `http://127.0.0.1:50051`.
+    /// Unset dials the server Service in the cluster, or the local server when run locally.
+    #[schemars(regex(
+        pattern = r"^https?://([A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(:[0-9]{1,5})?(/([-A-Za-z0-9._~/]|%[0-9A-Fa-f]{2})*)?$"
+    ))]
     pub address: Option<String>,
     /// Resources of a client pod.
     pub resources: Resources,

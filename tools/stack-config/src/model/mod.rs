@@ -38,7 +38,8 @@ use crate::types::DnsLabel;
 #[schemars(title = "stack.yaml")]
 pub struct Stack {
     /// Instance name. Every Kubernetes object is named `<name>-<component>` and carries it as
-    /// `app.kubernetes.io/instance`.
+    /// `app.kubernetes.io/instance`. It starts with a letter (Service names must), and is at
+    /// most 46 characters with a managed Redis, 52 without.
     pub name: DnsLabel,
     /// Kubernetes namespace everything is deployed into.
     pub namespace: DnsLabel,
@@ -54,8 +55,7 @@ pub struct Stack {
     pub observability: Observability,
     /// Named overlays, merged over the rest of the file by `--env NAME`. Each holds any part
     /// of this same structure (except `environments`).
-    #[schemars(with = "BTreeMap<DnsLabel, Overlay>")]
-    pub environments: BTreeMap<DnsLabel, serde_json::Value>,
+    pub environments: BTreeMap<DnsLabel, Overlay>,
 }
 
 impl Default for Stack {
@@ -73,8 +73,43 @@ impl Default for Stack {
     }
 }
 
-/// Schema of an environment overlay: any part of the stack.
-struct Overlay;
+/// An environment overlay: any part of the stack, kept as written (it is merged and checked
+/// when selected with `--env`). It prints, serializes and debug-formats with its secrets
+/// redacted: values of `Secret` fields, and of unknown keys that look secret (`passwrd`, any
+/// key under `auth`).
+#[derive(Clone, PartialEq, Deserialize)]
+#[serde(transparent)]
+pub struct Overlay(serde_json::Value);
+
+impl Overlay {
+    /// The overlay as written, secrets included. Call it only where the values are used.
+    pub fn expose(&self) -> &serde_json::Value {
+        &self.0
+    }
+
+    /// The overlay with its secrets replaced by `<redacted>`.
+    pub fn redacted(&self) -> serde_json::Value {
+        crate::redact::overlay(&self.0)
+    }
+}
+
+impl From<serde_json::Value> for Overlay {
+    fn from(value: serde_json::Value) -> Self {
+        Self(value)
+    }
+}
+
+impl std::fmt::Debug for Overlay {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Overlay({})", self.redacted())
+    }
+}
+
+impl Serialize for Overlay {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.redacted().serialize(serializer)
+    }
+}
 
 impl JsonSchema for Overlay {
     fn schema_name() -> std::borrow::Cow<'static, str> {

@@ -31,7 +31,7 @@ pub struct Observability {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct Storage {
-    /// Size of the volume.
+    /// Size of the volume: more than 0, in whole bytes.
     pub size: Quantity,
     /// StorageClass of the volume; unset uses the cluster default.
     pub storage_class: Option<DnsSubdomain>,
@@ -118,7 +118,12 @@ impl Default for Grafana {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct GrafanaAdmin {
-    /// Admin user name.
+    /// Admin user name: 1-190 printable characters (Grafana's limit), without `${...}` or
+    /// `$__word{...}`, which Grafana would expand.
+    #[schemars(
+        length(min = 1, max = 190),
+        regex(pattern = r"^[^\x00-\x1f\x7f-\x9f\u2028\u2029\ufeff]+$")
+    )]
     pub user: String,
     /// The Secret holding the admin password.
     pub password_secret: SecretRef,
@@ -300,8 +305,11 @@ impl Default for Mimir {
 pub struct Tracing {
     /// Whether traces are sent.
     pub enabled: bool,
-    /// OTLP/gRPC endpoint, such as `http://otel-collector:4317`. Unset sends to the
-    /// deployed Tempo (requires `tempo.enabled`).
+    /// OTLP/gRPC endpoint, `http(s)://host[:port]`, such as `http://otel-collector:4317`.
+    /// Unset sends to the deployed Tempo (requires `tempo.enabled`).
+    #[schemars(regex(
+        pattern = r"^https?://([A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(:[0-9]{1,5})?(/([-A-Za-z0-9._~/]|%[0-9A-Fa-f]{2})*)?$"
+    ))]
     pub endpoint: Option<String>,
     /// Fraction of traces kept (0-1).
     #[serde(deserialize_with = "crate::types::float")]

@@ -133,7 +133,9 @@ impl Default for RedisAuth {
 pub struct SecretRef {
     /// Name of the Secret.
     pub name: DnsSubdomain,
-    /// Key within the Secret.
+    /// Key within the Secret: 1-253 letters, digits, `-`, `_` and `.` (not `.` or `..`), as
+    /// Kubernetes requires of a Secret's keys.
+    #[schemars(length(min = 1, max = 253), regex(pattern = r"^[-._a-zA-Z0-9]+$"))]
     pub key: String,
 }
 
@@ -146,7 +148,7 @@ pub struct Persistence {
     /// How often the append-only file is flushed to disk: `always` loses nothing,
     /// `everysec` at most one second of writes, `no` leaves it to the kernel.
     pub appendfsync: AppendFsync,
-    /// Size of the persistent volume.
+    /// Size of the persistent volume: more than 0, in whole bytes.
     pub size: Quantity,
     /// StorageClass of the persistent volume; unset uses the cluster default.
     pub storage_class: Option<DnsSubdomain>,

@@ -2,10 +2,11 @@
 
 use super::checked_string;
 
-fn check_host(value: &str) -> Result<(), String> {
-    if value.parse::<std::net::IpAddr>().is_ok() {
-        return Ok(());
-    }
+/// True for a DNS name: dot-separated labels of 1-63 letters, digits and '-' (not at either
+/// end of a label), at most 253 characters, optionally with a final dot. A name whose last
+/// label is a number is not a DNS name: resolvers and URL parsers read it as an IPv4 address
+/// (`10.0.0.256` is a bad address, not a host called `256`).
+pub(crate) fn is_dns_name(value: &str) -> bool {
     let label_ok = |label: &str| {
         let bytes = label.as_bytes();
         !bytes.is_empty()
@@ -17,7 +18,15 @@ fn check_host(value: &str) -> Result<(), String> {
             && bytes[bytes.len() - 1] != b'-'
     };
     let name = value.strip_suffix('.').unwrap_or(value);
-    if !name.is_empty() && value.len() <= 253 && name.split('.').all(label_ok) {
+    let numeric_end = name
+        .rsplit('.')
+        .next()
+        .is_some_and(|last| !last.is_empty() && last.bytes().all(|b| b.is_ascii_digit()));
+    !name.is_empty() && value.len() <= 253 && name.split('.').all(label_ok) && !numeric_end
+}
+
+fn check_host(value: &str) -> Result<(), String> {
+    if value.parse::<std::net::IpAddr>().is_ok() || is_dns_name(value) {
         Ok(())
     } else {
         Err(
@@ -53,7 +62,18 @@ mod tests {
         ] {
             assert!(Host::new(good).is_ok(), "{good}");
         }
-        for bad in ["", "redis:6379", "a b", "-redis", "redis_1", "[::1]"] {
+        for bad in [
+            "",
+            "redis:6379",
+            "a b",
+            "-redis",
+            "redis_1",
+            "[::1]",
+            "10.0.0.256",
+            "1.2.3",
+            "fe80::1%eth0",
+            "a\u{1b}",
+        ] {
             assert!(Host::new(bad).is_err(), "{bad}");
         }
     }

@@ -28,42 +28,84 @@ fn is_path_component(component: &str) -> bool {
     true
 }
 
-/// `host[:port]`, where host is a DNS name (or `localhost`) or an IPv4 address.
+/// Longest image name (`[domain/]path`, without tag or digest) the distribution reference
+/// grammar allows.
+pub(crate) const NAME_MAX: usize = 255;
+
+/// Longest image tag.
+const TAG_MAX: usize = 128;
+
+/// `host[:port]`: host is a DNS name (labels of letters, digits and '-', at most 63
+/// characters each), an IPv4 address, or an IPv6 address in brackets; port is 1-65535.
 fn is_registry_host(component: &str) -> bool {
-    let (host, port) = match component.rsplit_once(':') {
-        Some((host, port)) => (host, Some(port)),
-        None => (component, None),
+    let port = if let Some(bracketed) = component.strip_prefix('[') {
+        let Some((address, after)) = bracketed.split_once(']') else {
+            return false;
+        };
+        if address.parse::<std::net::Ipv6Addr>().is_err() {
+            return false;
+        }
+        match after {
+            "" => None,
+            _ => match after.strip_prefix(':') {
+                Some(port) => Some(port),
+                None => return false,
+            },
+        }
+    } else {
+        let (host, port) = match component.rsplit_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (component, None),
+        };
+        let label_ok = |label: &str| {
+            let bytes = label.as_bytes();
+            !bytes.is_empty()
+                && bytes.len() <= 63
+                && bytes
+                    .iter()
+                    .all(|b| b.is_ascii_alphanumeric() || *b == b'-')
+                && bytes[0] != b'-'
+                && bytes[bytes.len() - 1] != b'-'
+        };
+        if host.is_empty() || !host.split('.').all(label_ok) {
+            return false;
+        }
+        port
     };
-    let port_ok = port.is_none_or(|port| {
-        !port.is_empty() && port.len() <= 5 && port.bytes().all(|b| b.is_ascii_digit())
-    });
-    let label_ok = |label: &str| {
-        let bytes = label.as_bytes();
-        !bytes.is_empty()
-            && bytes
-                .iter()
-                .all(|b| b.is_ascii_alphanumeric() || *b == b'-')
-            && bytes[0] != b'-'
-            && bytes[bytes.len() - 1] != b'-'
-    };
-    port_ok && !host.is_empty() && host.split('.').all(label_ok)
+    port.is_none_or(|port| {
+        port.len() <= 5
+            && port.bytes().all(|b| b.is_ascii_digit())
+            && matches!(port.parse::<u32>(), Ok(1..=65535))
+    })
 }
 
-/// True when the first component of a reference names a registry rather than a path.
+/// True when the first component of a reference names a registry rather than a path (the
+/// rule of the distribution reference library: a '.' or ':', `localhost`, an uppercase
+/// letter, or an IPv6 address).
 fn looks_like_host(component: &str) -> bool {
-    component.contains('.') || component.contains(':') || component == "localhost"
+    component.contains('.')
+        || component.contains(':')
+        || component == "localhost"
+        || component.starts_with('[')
+        || component.bytes().any(|b| b.is_ascii_uppercase())
 }
 
 const PATH_RULE: &str = "path components use lowercase letters and digits separated by '.', '_', \
                          '__' or '-'";
 
 fn check_registry(value: &str) -> Result<(), String> {
+    if value.len() > NAME_MAX {
+        return Err(format!(
+            "is not a registry: at most {NAME_MAX} characters, as an image name with its \
+             registry is at most {NAME_MAX}"
+        ));
+    }
     let mut components = value.split('/');
     let host = components.next().unwrap_or_default();
     if !is_registry_host(host) {
         return Err(format!(
             "is not a registry: start with a host[:port] such as ghcr.io/acme or localhost:5000 \
-             ({PATH_RULE})"
+             (a port is 1-65535; {PATH_RULE})"
         ));
     }
     if components.all(is_path_component) {
@@ -73,32 +115,95 @@ fn check_registry(value: &str) -> Result<(), String> {
     }
 }
 
-fn check_repository(value: &str) -> Result<(), String> {
+/// Checks an image name (`[domain/]path`, no tag).
+fn check_name(value: &str) -> Result<(), String> {
     let components: Vec<&str> = value.split('/').collect();
     let path = match components.as_slice() {
         [host, path @ ..] if !path.is_empty() && looks_like_host(host) => {
             if !is_registry_host(host) {
                 return Err(format!(
-                    "is not an image repository: {host:?} is not a host[:port]"
+                    "{} is not a host[:port]",
+                    crate::escape::quoted(host)
                 ));
             }
             path
         }
         path => path,
     };
-    if value.len() <= 255 && path.iter().all(|c| is_path_component(c)) {
-        Ok(())
-    } else {
-        Err(format!(
-            "is not an image repository: {PATH_RULE}, at most 255 characters"
-        ))
+    if !path.iter().all(|c| is_path_component(c)) {
+        return Err(PATH_RULE.to_owned());
     }
+    if value.len() > NAME_MAX {
+        return Err(format!(
+            "the name is {} characters long, and an image name (registry included) is at most \
+             {NAME_MAX}",
+            value.len()
+        ));
+    }
+    Ok(())
+}
+
+/// Checks a digest: `algorithm:hex`, with the hex length of a SHA-256, SHA-384 or SHA-512 sum
+/// (the algorithms container runtimes verify).
+fn check_digest(digest: &str) -> Result<(), String> {
+    let hex_len = match digest.split_once(':') {
+        Some(("sha256", hex)) => Some((hex, 64)),
+        Some(("sha384", hex)) => Some((hex, 96)),
+        Some(("sha512", hex)) => Some((hex, 128)),
+        _ => None,
+    };
+    match hex_len {
+        Some((hex, len))
+            if hex.len() == len
+                && hex
+                    .bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) =>
+        {
+            Ok(())
+        }
+        _ => Err(
+            "the digest is not sha256:<64 hex>, sha384:<96 hex> or sha512:<128 hex> (lowercase)"
+                .to_owned(),
+        ),
+    }
+}
+
+/// Checks a whole image reference, `name[:tag][@digest]`, against the distribution reference
+/// grammar: path components, an optional registry host, a name of at most 255 characters, a
+/// tag of 1-128 characters, a SHA-2 digest. The error says what is wrong, without the value.
+pub(crate) fn check_reference(reference: &str) -> Result<(), String> {
+    let (rest, digest) = match reference.split_once('@') {
+        Some((rest, digest)) => (rest, Some(digest)),
+        None => (reference, None),
+    };
+    let last_slash = rest.rfind('/').map_or(0, |i| i + 1);
+    let (name, tag) = match rest[last_slash..].find(':') {
+        Some(i) => (&rest[..last_slash + i], Some(&rest[last_slash + i + 1..])),
+        None => (rest, None),
+    };
+    check_name(name)?;
+    if let Some(tag) = tag {
+        check_tag(tag).map_err(|_| {
+            format!(
+                "the tag is not 1-{TAG_MAX} letters, digits, '_', '.' and '-' (not starting with \
+                 '.' or '-')"
+            )
+        })?;
+    }
+    if let Some(digest) = digest {
+        check_digest(digest)?;
+    }
+    Ok(())
+}
+
+fn check_repository(value: &str) -> Result<(), String> {
+    check_name(value).map_err(|reason| format!("is not an image repository: {reason}"))
 }
 
 fn check_tag(value: &str) -> Result<(), String> {
     let bytes = value.as_bytes();
     let ok = !bytes.is_empty()
-        && bytes.len() <= 128
+        && bytes.len() <= TAG_MAX
         && (bytes[0].is_ascii_alphanumeric() || bytes[0] == b'_')
         && bytes
             .iter()
@@ -120,7 +225,8 @@ checked_string! {
     Registry,
     check = check_registry,
     schema = {
-        "pattern": "^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?(:[0-9]{1,5})?(/[a-z0-9]+((\\.|_|__|-+)[a-z0-9]+)*)*$",
+        "pattern": "^([A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?|\\[[0-9A-Fa-f:.]+\\])(:[0-9]{1,5})?(/[a-z0-9]+((\\.|_|__|-+)[a-z0-9]+)*)*$",
+        "maxLength": 255,
         "description": "An image registry: host[:port] with an optional path, for example ghcr.io/acme or localhost:5000."
     }
 }
@@ -131,7 +237,7 @@ checked_string! {
     ImageRepository,
     check = check_repository,
     schema = {
-        "pattern": "^([A-Za-z0-9.-]+(:[0-9]{1,5})?/)?[a-z0-9]+((\\.|_|__|-+)[a-z0-9]+)*(/[a-z0-9]+((\\.|_|__|-+)[a-z0-9]+)*)*$",
+        "pattern": "^(([A-Za-z0-9.-]+|\\[[0-9A-Fa-f:.]+\\])(:[0-9]{1,5})?/)?[a-z0-9]+((\\.|_|__|-+)[a-z0-9]+)*(/[a-z0-9]+((\\.|_|__|-+)[a-z0-9]+)*)*$",
         "maxLength": 255,
         "description": "An image repository without tag, optionally with a registry host: taskmanager-server, grafana/loki, quay.io/prometheus/prometheus."
     }
@@ -159,6 +265,9 @@ mod tests {
             "ghcr.io/acme",
             "docker.io/library",
             "r.example:443/a/b-c",
+            "[::1]:5000",
+            "[2001:db8::1]/acme",
+            "GHCR.io/acme",
         ] {
             assert!(Registry::new(good).is_ok(), "{good}");
         }
@@ -170,6 +279,15 @@ mod tests {
             "-x.io",
             "ghcr.io//a",
             "a b",
+            "host:0",
+            "host:65536",
+            "host:",
+            "[::1",
+            "[::g]:1",
+            "[::1]5000",
+            &format!("{}.io", "a".repeat(64)),
+            &format!("r.io/{}", "a".repeat(251)),
+            &"a".repeat(10_000),
         ] {
             let error = Registry::new(bad).expect_err(bad);
             assert!(error.contains("is not a registry"), "{error}");
@@ -187,8 +305,59 @@ mod tests {
         ] {
             assert!(ImageRepository::new(good).is_ok(), "{good}");
         }
-        for bad in ["", "Loki", "grafana/", "a..b", "a:b", "_a", "a/b:tag"] {
+        for bad in [
+            "",
+            "Loki",
+            "grafana/",
+            "a..b",
+            "a:b",
+            "_a",
+            "a/b:tag",
+            "Ho_st/a",
+            "r.io:99999/a",
+            &"a".repeat(256),
+        ] {
             assert!(ImageRepository::new(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn references() {
+        let digest = format!("sha256:{}", "0123456789abcdef".repeat(4));
+        for good in [
+            "redis:7.4-alpine".to_owned(),
+            "localhost:5000/taskmanager-server:0.1.0".to_owned(),
+            "mirror.example/quay.io/prometheus/prometheus:v3.7.3".to_owned(),
+            "[::1]:5000/a/b".to_owned(),
+            "localhost:5000".to_owned(),
+            format!("redis@{digest}"),
+            format!("redis:7.4@{digest}"),
+            format!("grafana/loki@sha512:{}", "ab".repeat(64)),
+            format!("{}:t", "a".repeat(255)),
+        ] {
+            assert_eq!(check_reference(&good), Ok(()), "{good}");
+        }
+        for (bad, reason) in [
+            ("redis:".to_owned(), "the tag"),
+            ("redis:.x".to_owned(), "the tag"),
+            (format!("redis:{}", "t".repeat(129)), "the tag"),
+            (
+                "mirror.example/localhost:5000/x:1".to_owned(),
+                "path components",
+            ),
+            ("Redis:1".to_owned(), "path components"),
+            (format!("{}:t", "a".repeat(256)), "is 256 characters long"),
+            (
+                format!("r.io/{}:t", "a".repeat(251)),
+                "is 256 characters long",
+            ),
+            ("redis@sha256:abc".to_owned(), "the digest"),
+            (format!("redis@md5:{}", "a".repeat(32)), "the digest"),
+            (format!("redis@sha256:{}", "A".repeat(64)), "the digest"),
+            ("r.io:0/a".to_owned(), "is not a host[:port]"),
+        ] {
+            let error = check_reference(&bad).expect_err(&bad);
+            assert!(error.contains(reason), "{bad}: {error}");
         }
     }
 

@@ -13,15 +13,20 @@ mod name;
 mod port;
 mod quantity;
 mod secret;
+mod text;
+mod url;
 
 pub use duration::Duration;
 pub(crate) use float::float;
 pub use host::Host;
+pub(crate) use image::check_reference;
 pub use image::{ImageRepository, ImageTag, Registry};
 pub use name::{DnsLabel, DnsSubdomain, KeyPrefix};
 pub use port::Port;
 pub use quantity::Quantity;
 pub use secret::Secret;
+pub(crate) use text::{check_config_key, check_text};
+pub(crate) use url::check_http_url;
 
 /// Declares a string newtype that is checked by `$check` (a `fn(&str) -> Result<(), String>`)
 /// when it is created or deserialized, and described in the JSON Schema.
@@ -39,7 +44,8 @@ macro_rules! checked_string {
             /// Checks `value` and wraps it.
             pub fn new(value: impl Into<String>) -> Result<Self, String> {
                 let value = value.into();
-                $check(&value).map_err(|rule| format!("{value:?} {rule}"))?;
+                $check(&value)
+                    .map_err(|rule| format!("{} {rule}", $crate::escape::quoted(&value)))?;
                 Ok(Self(value))
             }
 

@@ -31,8 +31,15 @@ fn check_key_prefix(value: &str) -> Result<(), String> {
     if value.len() > 64 {
         return Err("is too long for a key prefix: at most 64 bytes".to_owned());
     }
-    if value.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err("is not a valid key prefix: no whitespace or control characters".to_owned());
+    if value
+        .chars()
+        .any(|c| c.is_whitespace() || crate::escape::unsafe_kind(c).is_some())
+    {
+        return Err(
+            "is not a valid key prefix: no whitespace, control characters, byte-order marks or \
+             bidirectional controls"
+                .to_owned(),
+        );
     }
     Ok(())
 }
@@ -115,6 +122,9 @@ mod tests {
         assert!(KeyPrefix::new("").is_ok());
         assert!(KeyPrefix::new("taskmanager:").is_ok());
         assert!(KeyPrefix::new("a b").is_err());
+        for bad in ["a\u{1b}", "a\u{2028}", "a\u{85}", "\u{feff}a", "a\u{202e}"] {
+            assert!(KeyPrefix::new(bad).is_err(), "{bad:?}");
+        }
         assert!(KeyPrefix::new("x".repeat(65)).is_err());
     }
 }
