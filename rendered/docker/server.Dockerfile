@@ -1,6 +1,6 @@
 # syntax=docker/dockerfile:1
 # Rendered by stackctl from stack.yaml. Build from the repository root:
-#   docker build -f rendered/docker/server.Dockerfile -t localhost:5000/taskmanager-server:0.1.0 .
+#   docker build -f rendered/docker/server.Dockerfile -t 'localhost:5000/taskmanager-server:0.1.0' .
 FROM rust:1.95-slim-bookworm AS build
 WORKDIR /src
 COPY . .

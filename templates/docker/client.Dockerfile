@@ -1,7 +1,7 @@
 {#- The client image. Build from the repository root. -#}
 # syntax=docker/dockerfile:1
 # Rendered by stackctl from stack.yaml. Build from the repository root:
-#   docker build -f rendered/docker/client.Dockerfile -t {{ image.client }} .
+#   docker build -f rendered/docker/client.Dockerfile -t {{ image.client | sh }} .
 FROM rust:1.95-slim-bookworm AS build
 WORKDIR /src
 COPY . .

@@ -1,7 +1,7 @@
 {#- The server image. Build from the repository root. -#}
 # syntax=docker/dockerfile:1
 # Rendered by stackctl from stack.yaml. Build from the repository root:
-#   docker build -f rendered/docker/server.Dockerfile -t {{ image.server }} .
+#   docker build -f rendered/docker/server.Dockerfile -t {{ image.server | sh }} .
 FROM rust:1.95-slim-bookworm AS build
 WORKDIR /src
 COPY . .

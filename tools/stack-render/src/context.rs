@@ -50,10 +50,10 @@ pub(crate) fn server_stack_yaml(stack: &Stack) -> String {
         auth.insert("password".into(), Value::Null);
     }
     format!(
-        "# The resolved stack of instance {:?}, rendered by stackctl. Do not edit: edit \
+        "# The resolved stack of instance {}, rendered by stackctl. Do not edit: edit \
          stack.yaml and render again.\n{}",
-        stack.name.as_str(),
-        stack_config::to_yaml(&value)
+        crate::quote::json_string(stack.name.as_str()),
+        crate::quote::yaml(&value)
     )
 }
 

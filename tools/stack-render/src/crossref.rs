@@ -87,15 +87,35 @@ fn strings<'a>(values: impl Iterator<Item = &'a Value>) -> impl Iterator<Item = 
     values.filter_map(|v| v.as_str().map(str::to_owned))
 }
 
-/// `(host, port)` of `http://host:port/path`, `redis://host:port` or `host:port`.
+/// `(host, port)` of `http://host:port/path`, `redis://host:port` or `host:port`; an http
+/// or https address without a port dials its scheme's (80, 443), and a bracketed IPv6 host
+/// keeps its colons.
 fn host_port(address: &str) -> Option<(String, u16)> {
-    let rest = address.split_once("://").map_or(address, |(_, rest)| rest);
+    let (scheme, rest) = address.split_once("://").unwrap_or(("", address));
     let authority = rest.split('/').next()?;
     let authority = authority
         .rsplit_once('@')
         .map_or(authority, |(_, host)| host);
-    let (host, port) = authority.rsplit_once(':')?;
-    Some((host.to_owned(), port.parse().ok()?))
+    let default = match scheme {
+        "http" => Some(80),
+        "https" => Some(443),
+        _ => None,
+    };
+    let (host, port) = match authority.strip_prefix('[') {
+        Some(bracketed) => {
+            let (host, rest) = bracketed.split_once(']')?;
+            (host, rest.strip_prefix(':'))
+        }
+        None => match authority.rsplit_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (authority, None),
+        },
+    };
+    let port = match port {
+        Some(port) => port.parse().ok()?,
+        None => default?,
+    };
+    (!host.is_empty()).then(|| (host.to_owned(), port))
 }
 
 /// Checks the rendered stack; returns every problem found.
@@ -462,5 +482,16 @@ mod tests {
         );
         assert_eq!(host_port("redis://:pw@r:6379"), Some(("r".into(), 6379)));
         assert_eq!(host_port("nohost"), None);
+        assert_eq!(
+            host_port("http://server.example.com"),
+            Some(("server.example.com".into(), 80))
+        );
+        assert_eq!(
+            host_port("https://server.example.com/x"),
+            Some(("server.example.com".into(), 443))
+        );
+        assert_eq!(host_port("http://[::1]:50051"), Some(("::1".into(), 50051)));
+        assert_eq!(host_port("http://[::1]"), Some(("::1".into(), 80)));
+        assert_eq!(host_port("redis://r"), None);
     }
 }

@@ -1,17 +1,86 @@
 //! The filters and functions templates may use. Every value enters a rendered file through
-//! one of them, so no value can change the structure of what it lands in.
+//! one of them, so no value can change the structure of what it lands in; [`crate::quote`]
+//! holds the rules for each grammar.
+//!
+//! The environment enforces it: its formatter writes a string only when it is a filter's
+//! output (a "safe" string), and refuses any other string with an error that names the
+//! template and line. Numbers and booleans are written as they are.
 
-use minijinja::value::{Kwargs, Value};
-use minijinja::{Environment, Error, ErrorKind, State};
+use minijinja::value::{Kwargs, Value, ValueKind};
+use minijinja::{AutoEscape, Environment, Error, ErrorKind, Output, State};
 
-/// Registers the filters (`q`, `yaml`, `block`, `sh`) and functions (`labels`, `selector`).
-pub(crate) fn register(env: &mut Environment<'static>) {
-    env.add_filter("q", q);
-    env.add_filter("yaml", yaml);
-    env.add_filter("block", block);
-    env.add_filter("sh", sh);
+use crate::quote;
+
+/// Which filters an environment gets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Filters {
+    /// The real filters.
+    Quoting,
+    /// Filters that write a fixed placeholder of the same shape instead of each value: a
+    /// template rendered with them shows the structure it means to write, whatever the
+    /// values (see [`crate::readback`]).
+    Skeleton,
+}
+
+/// Registers the filters (`q`, `yaml`, `block`, `sh`) and functions (`labels`, `selector`),
+/// and the formatter that refuses strings no filter wrote.
+pub(crate) fn register(env: &mut Environment<'static>, filters: Filters) {
+    match filters {
+        Filters::Quoting => {
+            env.add_filter("q", q);
+            env.add_filter("yaml", yaml);
+            env.add_filter("block", block);
+            env.add_filter("sh", sh);
+        }
+        Filters::Skeleton => {
+            env.add_filter("q", |_: &Value| safe("\"v\"".to_owned()));
+            env.add_filter("yaml", |_: &Value, indent: usize| {
+                safe(format!("{}\"k\": \"v\"", " ".repeat(indent)))
+            });
+            env.add_filter("block", |_: &Value, _: usize| safe("\"v\"".to_owned()));
+            env.add_filter("sh", |_: &Value| safe("'v'".to_owned()));
+        }
+    }
+    // `safe` would let a template write a raw value past the formatter.
+    env.remove_filter("safe");
     env.add_function("labels", labels);
     env.add_function("selector", selector);
+    // Macro output (and `indent` of it) is marked safe only when auto-escaping is on; the
+    // formatter below is the only "escaping" there is.
+    env.set_auto_escape_callback(|_| AutoEscape::Custom("stackctl".into()));
+    env.set_formatter(format);
+}
+
+/// Writes what a `{{ … }}` produced: a filter's output, a number or a boolean.
+fn format(out: &mut Output, _state: &mut State, value: &Value) -> Result<(), Error> {
+    let allowed = value.is_safe()
+        || value.is_undefined()
+        || matches!(value.kind(), ValueKind::Number | ValueKind::Bool);
+    if !allowed {
+        let shown: String = value.to_string().chars().take(60).collect();
+        return Err(Error::new(
+            ErrorKind::InvalidOperation,
+            format!(
+                "a {} value ({}) is written without a quoting filter; pass it through q, \
+                 yaml, block or sh",
+                value.kind(),
+                quote::json_string(&shown)
+            ),
+        ));
+    }
+    let text = match value.kind() {
+        ValueKind::Undefined => return Ok(()),
+        // minijinja writes True and False, as Python does; YAML 1.2 and JSON want these.
+        ValueKind::Bool if value.is_true() => "true".to_owned(),
+        ValueKind::Bool => "false".to_owned(),
+        _ => value.to_string(),
+    };
+    out.write_str(&text)
+        .map_err(|error| Error::new(ErrorKind::WriteFailure, error.to_string()))
+}
+
+fn safe(text: String) -> Result<Value, Error> {
+    Ok(Value::from_safe_string(text))
 }
 
 fn to_json(value: &Value) -> Result<serde_json::Value, Error> {
@@ -25,69 +94,46 @@ fn to_json(value: &Value) -> Result<serde_json::Value, Error> {
         .map_err(|error| Error::new(ErrorKind::InvalidOperation, error.to_string()))
 }
 
-/// Any value as JSON: strings double-quoted and escaped (valid YAML, read back exactly),
-/// numbers and booleans bare, maps and lists as flow JSON.
-pub(crate) fn q(value: &Value) -> Result<String, Error> {
-    Ok(to_json(value)?.to_string())
+/// Any value as JSON: strings double-quoted with every line break and control escaped
+/// (valid YAML and Alloy, read back exactly), numbers and booleans bare, maps and lists as
+/// flow JSON.
+pub(crate) fn q(value: &Value) -> Result<Value, Error> {
+    safe(quote::json(&to_json(value)?))
 }
 
 /// A nested value as block YAML (strings JSON-quoted), every line indented by `indent`.
-pub(crate) fn yaml(value: &Value, indent: usize) -> Result<String, Error> {
-    let json = to_json(value)?;
-    let text = stack_config::to_yaml(&json);
+pub(crate) fn yaml(value: &Value, indent: usize) -> Result<Value, Error> {
+    let text = quote::yaml(&to_json(value)?);
     let pad = " ".repeat(indent);
-    Ok(text
-        .lines()
-        .map(|line| format!("{pad}{line}"))
-        .collect::<Vec<_>>()
-        .join("\n"))
+    safe(
+        text.lines()
+            .map(|line| format!("{pad}{line}"))
+            .collect::<Vec<_>>()
+            .join("\n"),
+    )
 }
 
-/// A string as a YAML block scalar, byte-exact: the header chooses the chomping that keeps
-/// the trailing newlines as they are, and an indentation indicator when the text starts with
-/// a space. Text a block scalar cannot hold (control characters, carriage returns, a byte
-/// order mark) is written as a JSON string instead, which is just as exact.
-pub(crate) fn block(value: &Value, indent: usize) -> Result<String, Error> {
-    let Some(text) = value.as_str() else {
-        return q(value);
-    };
-    let printable = |c: char| c == '\n' || c == '\t' || !(c.is_control() || c == '\u{feff}');
-    if text.is_empty() || !text.chars().all(printable) || text.trim_matches('\n').is_empty() {
-        return q(value);
+/// A string as a YAML block scalar indented by `indent`, byte-exact; text a block scalar
+/// cannot hold exactly is written as a JSON string instead, which is just as exact.
+pub(crate) fn block(value: &Value, indent: usize) -> Result<Value, Error> {
+    match value
+        .as_str()
+        .and_then(|text| quote::block_scalar(text, indent))
+    {
+        Some(text) => safe(text),
+        None => q(value),
     }
-    let trailing = text.len() - text.trim_end_matches('\n').len();
-    let chomp = match trailing {
-        0 => "-",
-        1 => "",
-        _ => "+",
-    };
-    let indicator = if text.starts_with(' ') || text.starts_with('\t') {
-        indent.to_string()
-    } else {
-        String::new()
-    };
-    let pad = " ".repeat(indent);
-    let body = text.strip_suffix('\n').unwrap_or(text);
-    let lines: Vec<String> = body
-        .split('\n')
-        .map(|line| {
-            if line.is_empty() {
-                String::new()
-            } else {
-                format!("{pad}{line}")
-            }
-        })
-        .collect();
-    Ok(format!("|{indicator}{chomp}\n{}", lines.join("\n")))
 }
 
-/// A string as one single-quoted shell word.
-pub(crate) fn sh(value: &Value) -> Result<String, Error> {
+/// A value as one bash word.
+pub(crate) fn sh(value: &Value) -> Result<Value, Error> {
     let text = match value.as_str() {
         Some(text) => text.to_owned(),
         None => to_json(value)?.to_string(),
     };
-    Ok(format!("'{}'", text.replace('\'', "'\"'\"'")))
+    let word = quote::shell_word(&text)
+        .map_err(|error| Error::new(ErrorKind::InvalidOperation, error.to_string()))?;
+    safe(word)
 }
 
 /// The role of each component, for `app.kubernetes.io/component`.
@@ -172,40 +218,54 @@ mod tests {
         doc[0]["v"].as_str().expect("a string").to_owned()
     }
 
+    fn text(value: Result<Value, Error>) -> String {
+        let value = value.expect("renders");
+        assert!(value.is_safe(), "filters write safe strings");
+        value.as_str().expect("a string").to_owned()
+    }
+
     #[test]
     fn block_scalars_are_exact() {
-        for text in [
+        for text_in in [
             "a\n",
             "a",
             "a\n\n",
-            "  leading\nspaces\n",
             "x: y\n- z\n# not a comment\n",
             "tab\there\n",
-            "\ttab first\n",
             "one\n\n\ntwo\n",
             "yes\n",
             "0123",
         ] {
-            let rendered = block(&Value::from(text), 2).expect("renders");
+            let rendered = text(block(&Value::from(text_in), 2));
+            assert!(rendered.starts_with('|'), "{text_in:?} as {rendered:?}");
             assert_eq!(
                 read_back(&format!("v: {rendered}\n")),
-                text,
-                "{text:?} as {rendered:?}"
+                text_in,
+                "{text_in:?} as {rendered:?}"
             );
         }
-        for text in ["\r\n", "", "\n\n", "bell\u{7}", "\u{feff}bom"] {
-            let rendered = block(&Value::from(text), 2).expect("renders");
-            assert!(rendered.starts_with('"'), "{text:?} falls back to JSON");
-            assert_eq!(read_back(&format!("v: {rendered}\n")), text);
+        for text_in in [
+            "\r\n",
+            "",
+            "\n\n",
+            "bell\u{7}",
+            "\u{feff}bom",
+            "  leading\nspaces\n",
+            "\ttab first\n",
+            "a\u{2028}---\u{2028}kind: ClusterRoleBinding\n",
+        ] {
+            let rendered = text(block(&Value::from(text_in), 2));
+            assert!(rendered.starts_with('"'), "{text_in:?} falls back to JSON");
+            assert_eq!(read_back(&format!("v: {rendered}\n")), text_in);
         }
     }
 
     #[test]
     fn shell_words_are_exact() {
-        assert_eq!(
-            sh(&Value::from("it's")).ok().as_deref(),
-            Some(r#"'it'"'"'s'"#)
-        );
+        assert_eq!(text(sh(&Value::from("it's"))), r#"'it'"'"'s'"#);
+        assert_eq!(text(sh(&Value::from(5))), "'5'");
+        let error = sh(&Value::from("a\0b")).expect_err("NUL is refused");
+        assert!(error.to_string().contains("cannot hold a NUL"), "{error}");
     }
 
     #[test]
@@ -213,5 +273,23 @@ mod tests {
         assert_eq!(label_value("v1.2.3"), "v1.2.3");
         assert_eq!(label_value("-x-"), "x");
         assert_eq!(label_value(&"a".repeat(80)).len(), 63);
+    }
+
+    #[test]
+    fn raw_strings_are_refused() {
+        let mut env = Environment::new();
+        register(&mut env, Filters::Quoting);
+        let render = |source: &str| env.render_str(source, minijinja::context! { v => "x\ny" });
+        assert_eq!(
+            render("{{ v | q }} {{ 5 }} {{ true }}").expect("renders"),
+            "\"x\\ny\" 5 true"
+        );
+        let error = render("{{ v }}").expect_err("a raw string is refused");
+        assert!(
+            error.to_string().contains("without a quoting filter"),
+            "{error}"
+        );
+        assert!(render("{{ v | safe }}").is_err(), "safe is not available");
+        assert!(render("{{ v ~ '' }}").is_err());
     }
 }

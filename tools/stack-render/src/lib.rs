@@ -4,16 +4,28 @@
 //!
 //! Templates live in the repository's `templates/` and are embedded in the binary
 //! ([`Templates::embedded`]); a directory can override them ([`Templates::directory`]).
-//! Undefined variables are errors, and values enter YAML only through filters that cannot
-//! change its structure (`q`: a JSON scalar, which YAML reads back exactly; `yaml`: a nested
-//! value as block YAML whose strings are JSON-quoted; `block`: a file as an exact YAML block
-//! scalar). After rendering, [`crossref`] checks that every address dialled, selector and
-//! reference resolves to something rendered.
+//! Undefined variables are errors, and values enter a file only through filters that cannot
+//! change its structure (`q`: a JSON scalar, which YAML and Alloy read back exactly; `yaml`:
+//! a nested value as block YAML whose strings are JSON-quoted; `block`: a file as an exact
+//! YAML block scalar; `sh`: one bash word); a string written without one fails the render.
+//! [`quote`](crate::quote) holds the rules per grammar, including Unicode line breaks.
+//!
+//! After rendering and before anything is written, [`readback`](crate::readback) reads every
+//! file back with two independent YAML parsers (libyaml's and yaml-rust2's) and checks that
+//! each holds the documents its template means to write, and [`crossref`] checks that every
+//! address dialled, selector and reference resolves to something rendered. Writing
+//! ([`write_atomically`]) replaces the output folder whole, and only a folder that holds
+//! nothing but what an earlier render wrote (see [`MARKER`]).
 
 mod context;
 pub mod crossref;
 mod filters;
+#[doc(hidden)]
+pub mod fuzzing;
+mod marker;
 mod output;
+mod quote;
+mod readback;
 mod templates;
 
 use std::collections::BTreeMap;
@@ -21,7 +33,8 @@ use std::collections::BTreeMap;
 use sha2::Digest;
 use stack_config::Stack;
 
-pub use output::{Diff, diff, write_atomically};
+pub use marker::MARKER;
+pub use output::{Diff, WriteError, diff, write_atomically};
 pub use templates::Templates;
 
 /// Why rendering failed.
@@ -43,6 +56,13 @@ pub enum RenderError {
         /// The error.
         error: std::io::Error,
     },
+    /// A rendered file does not read back as written: a value changed its structure.
+    #[error(
+        "the rendered files do not read back as written (with the built-in templates this is a \
+         bug in stackctl; please report it):\n{}",
+        .0.iter().map(|p| format!("  - {p}")).collect::<Vec<_>>().join("\n")
+    )]
+    ReadBack(Vec<String>),
     /// The rendered manifests refer to things that were not rendered.
     #[error("the rendered stack does not hold together:\n{}", .0.iter().map(|p| format!("  - {p}")).collect::<Vec<_>>().join("\n"))]
     CrossReference(Vec<String>),
@@ -136,13 +156,18 @@ fn sha256(text: &str) -> String {
         .collect()
 }
 
-/// Renders every file for `stack`, then checks that the result holds together.
+/// Renders every file for `stack`, then checks that every file reads back as written and
+/// that the result holds together.
 pub fn render(stack: &Stack, templates: &Templates) -> Result<Rendered, RenderError> {
-    let env = templates.environment()?;
+    let env = templates.environment(filters::Filters::Quoting)?;
+    let skeleton_env = templates.environment(filters::Filters::Skeleton)?;
     let mut context = context::build(stack);
     let mut files = BTreeMap::new();
+    // The kinds of the documents each YAML file is meant to hold.
+    let mut intended = BTreeMap::new();
     let server_stack = context::server_stack_yaml(stack);
     files.insert("configs/stack.yaml".to_owned(), server_stack);
+    intended.insert("configs/stack.yaml".to_owned(), vec![None]);
     let mut configs = serde_json::Map::new();
     let mut checksums = serde_json::Map::new();
     let mut publish = |files: &BTreeMap<String, String>, context: &mut serde_json::Value| {
@@ -166,6 +191,15 @@ pub fn render(stack: &Stack, templates: &Templates) -> Result<Rendered, RenderEr
             context["resources"] = resources.into();
         }
         let text = templates::render_one(&env, template, &context)?;
+        if output.ends_with(".yaml") || output.ends_with(".yml") {
+            let skeleton = templates::render_one(&skeleton_env, template, &context)?;
+            let kinds =
+                readback::intended_kinds(&skeleton).map_err(|error| RenderError::Template {
+                    template: template.to_owned(),
+                    message: format!("the template does not write valid YAML: {error}"),
+                })?;
+            intended.insert(output.to_owned(), kinds);
+        }
         if !text.trim().is_empty() {
             files.insert(output.to_owned(), text);
         }
@@ -174,6 +208,10 @@ pub fn render(stack: &Stack, templates: &Templates) -> Result<Rendered, RenderEr
         }
     }
     let rendered = Rendered { files };
+    let problems = readback::check(&rendered, &intended);
+    if !problems.is_empty() {
+        return Err(RenderError::ReadBack(problems));
+    }
     let problems = crossref::check(stack, &rendered);
     if problems.is_empty() {
         Ok(rendered)

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use minijinja::{Environment, UndefinedBehavior, Value};
 
 use crate::RenderError;
-use crate::filters;
+use crate::filters::{self, Filters};
 
 include!(concat!(env!("OUT_DIR"), "/embedded.rs"));
 
@@ -52,11 +52,15 @@ impl Templates {
         Ok(sources)
     }
 
-    /// A strict environment holding every template, with the project's filters.
-    pub(crate) fn environment(&self) -> Result<Environment<'static>, RenderError> {
+    /// A strict environment holding every template, with the project's filters (or their
+    /// skeleton placeholders).
+    pub(crate) fn environment(
+        &self,
+        filters: Filters,
+    ) -> Result<Environment<'static>, RenderError> {
         let mut env = Environment::new();
         env.set_undefined_behavior(UndefinedBehavior::Strict);
-        filters::register(&mut env);
+        filters::register(&mut env, filters);
         for (name, text) in self.sources()? {
             env.add_template_owned(name.clone(), text)
                 .map_err(|error| template_error(&name, &error))?;
@@ -85,6 +89,7 @@ pub(crate) fn template_error(template: &str, error: &minijinja::Error) -> Render
     let mut message = error.to_string();
     if let (Some(name), Some(line)) = (error.name(), error.line())
         && !message.contains(&format!("line {line}"))
+        && !message.contains(&format!("{name}:{line}"))
     {
         message = format!("{message} ({name}, line {line})");
     }

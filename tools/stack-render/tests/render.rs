@@ -226,7 +226,7 @@ fn a_failed_render_leaves_the_previous_output_intact() {
     let out = Scratch::new("out");
     let target = out.0.join("rendered");
     let good = render(&stack(None, &[]), &Templates::embedded()).expect("renders");
-    stack_render::write_atomically(&target, &good).expect("writes");
+    stack_render::write_atomically(&target, &good, false).expect("writes");
     let before = std::fs::read_to_string(target.join("k8s/server.yaml")).expect("written");
 
     let broken = Scratch::new("templates");
@@ -283,7 +283,7 @@ fn the_check_mode_reports_stale_files() {
     let out = Scratch::new("check");
     let target = out.0.join("rendered");
     let rendered = render(&stack(None, &[]), &Templates::embedded()).expect("renders");
-    stack_render::write_atomically(&target, &rendered).expect("writes");
+    stack_render::write_atomically(&target, &rendered, false).expect("writes");
     assert!(
         stack_render::diff(&target, &rendered)
             .expect("diff")
@@ -366,4 +366,47 @@ fn no_credential_is_rendered() {
         );
     }
     assert!(rendered.files["k8s/server.yaml"].contains("secretKeyRef:"));
+}
+
+#[test]
+fn a_raw_line_break_in_a_template_fails_the_read_back() {
+    let templates = Scratch::new("templates");
+    std::fs::create_dir_all(templates.0.join("k8s")).expect("dir");
+    let original = include_str!("../../../templates/k8s/namespace.yaml");
+    std::fs::write(
+        templates.0.join("k8s/namespace.yaml"),
+        format!("{original}# a comment\u{2028}kind: ClusterRoleBinding\n"),
+    )
+    .expect("write");
+    let error = render(&stack(None, &[]), &Templates::directory(&templates.0))
+        .expect_err("the read-back check refuses it");
+    let message = error.to_string();
+    assert!(
+        message.starts_with("the rendered files do not read back as written"),
+        "{message}"
+    );
+    assert!(
+        message.contains("k8s/namespace.yaml, line ")
+            && message.contains(": a raw U+2028, which some parsers read as a line break"),
+        "{message}"
+    );
+}
+
+#[test]
+fn a_value_written_without_a_filter_fails_the_render() {
+    let templates = Scratch::new("templates");
+    std::fs::create_dir_all(templates.0.join("k8s")).expect("dir");
+    std::fs::write(
+        templates.0.join("k8s/namespace.yaml"),
+        "kind: Namespace\nmetadata:\n  name: {{ ns }}\n",
+    )
+    .expect("write");
+    let error = render(&stack(None, &[]), &Templates::directory(&templates.0))
+        .expect_err("a raw string is refused");
+    assert_eq!(
+        error.to_string(),
+        "template k8s/namespace.yaml: invalid operation: a string value (\"taskmanager\") is \
+         written without a quoting filter; pass it through q, yaml, block or sh (in \
+         k8s/namespace.yaml:3)"
+    );
 }

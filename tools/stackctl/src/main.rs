@@ -50,7 +50,7 @@ enum Command {
     },
     /// Render the Kubernetes manifests, observability configs, Dockerfiles and the
     /// `docker run` script into a directory, replacing it only when everything rendered and
-    /// checked out.
+    /// checked out, and only when it holds nothing but an earlier render's files.
     Render {
         /// Output directory.
         #[arg(long, short = 'o', default_value = "rendered")]
@@ -61,6 +61,10 @@ enum Command {
         /// Write nothing; print a diff and exit 1 when the output on disk is stale.
         #[arg(long)]
         check: bool,
+        /// Replace the output directory even if it holds files stackctl did not write (it
+        /// refuses otherwise, naming them).
+        #[arg(long, conflicts_with = "check")]
+        force: bool,
     },
     /// Print the fully resolved configuration (secrets redacted).
     Config {
@@ -116,10 +120,17 @@ fn real_main(cli: Cli) -> Result<ExitCode, String> {
         Command::Get { key } => {
             let loaded = load(&cli.source)?;
             let resolved = stack_config::resolved(&loaded.stack);
-            let value = stack_config::get(&resolved, &key)
-                .ok_or_else(|| format!("error: no setting `{key}` in the resolved stack"))?;
+            let value = stack_config::get(&resolved, &key).ok_or_else(|| {
+                format!(
+                    "error: no setting `{}` in the resolved stack",
+                    stack_config::escape(&key)
+                )
+            })?;
+            // Secrets are already redacted in `resolved`, environment overlays included.
             match value {
-                serde_json::Value::String(text) => println!("{text}"),
+                // As written, for scripts; a control character (which validation keeps out of
+                // every checked value, but an overlay that is not selected may hold) is escaped.
+                serde_json::Value::String(text) => println!("{}", stack_config::escape(text)),
                 serde_json::Value::Null => println!(),
                 scalar @ (serde_json::Value::Bool(_) | serde_json::Value::Number(_)) => {
                     println!("{scalar}");
@@ -132,7 +143,8 @@ fn real_main(cli: Cli) -> Result<ExitCode, String> {
             out,
             templates,
             check,
-        } => render(&cli.source, &out, templates, check),
+            force,
+        } => render(&cli.source, &out, templates, check, force),
         Command::Config { format } => {
             let loaded = load(&cli.source)?;
             let mut resolved = serde_json::to_value(&loaded.stack).expect("a stack serializes");
@@ -170,6 +182,20 @@ fn check(source: &Source) -> Result<ExitCode, String> {
     // The same problem in the base file shows up once per environment: report it once.
     diagnostics.sort();
     diagnostics.dedup();
+    // Each load reports at most Loader::MAX_ERRORS; so does the check of them all.
+    let limit = stack_config::Loader::MAX_ERRORS;
+    if diagnostics.len() > limit {
+        let more = diagnostics.len() - limit;
+        diagnostics.truncate(limit);
+        diagnostics.push(stack_config::Diagnostic::error(
+            "",
+            "error-limit",
+            format!(
+                "{more} more problems across the environments are not shown (at most {limit} \
+                 are reported at once)"
+            ),
+        ));
+    }
     let report = Report { diagnostics };
     let checked = environments
         .iter()
@@ -183,7 +209,10 @@ fn check(source: &Source) -> Result<ExitCode, String> {
     for warning in &report.diagnostics {
         eprintln!("{warning}");
     }
-    println!("{}: valid ({checked})", source.config);
+    println!(
+        "{}",
+        stack_config::escape(&format!("{}: valid ({checked})", source.config))
+    );
     Ok(ExitCode::SUCCESS)
 }
 
@@ -193,6 +222,7 @@ fn render(
     out: &std::path::Path,
     templates: Option<PathBuf>,
     check: bool,
+    force: bool,
 ) -> Result<ExitCode, String> {
     let loaded = load(source)?;
     let templates = match templates {
@@ -231,8 +261,8 @@ fn render(
         );
         return Ok(ExitCode::FAILURE);
     }
-    stack_render::write_atomically(out, &rendered)
-        .map_err(|error| format!("error: cannot write {}: {error}", out.display()))?;
+    stack_render::write_atomically(out, &rendered, force)
+        .map_err(|error| format!("error: {error}"))?;
     println!(
         "rendered {} files into {}",
         rendered.files.len(),
