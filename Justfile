@@ -30,6 +30,11 @@ chaos:
 idle-streams streams="10000":
     IDLE_STREAMS={{streams}} cargo test --locked --release -p taskmanager-server --test idle_streams -- --nocapture
 
+# Fuzz stack.yaml loading, validation and the render filters (cargo fuzz, nightly), for
+# SECONDS per target; CI runs 20 s each.
+fuzz seconds="600":
+    scripts/fuzz {{seconds}}
+
 # Run the server from stack.yaml, e.g. `just server --env local`.
 server *args:
     cargo run --quiet --locked -p taskmanager-server -- {{args}}
