@@ -182,8 +182,12 @@ fn check(source: &Source) -> Result<ExitCode, String> {
     // The same problem in the base file shows up once per environment: report it once.
     diagnostics.sort();
     diagnostics.dedup();
-    // Each load reports at most Loader::MAX_ERRORS; so does the check of them all.
+    // Each load reports at most Loader::MAX_ERRORS (then a note); so does the check of them
+    // all, whatever the number of environments.
     let limit = stack_config::Loader::MAX_ERRORS;
+    let (notes, mut diagnostics): (Vec<_>, Vec<_>) = diagnostics
+        .into_iter()
+        .partition(|diagnostic| diagnostic.rule == "error-limit");
     if diagnostics.len() > limit {
         let more = diagnostics.len() - limit;
         diagnostics.truncate(limit);
@@ -196,6 +200,7 @@ fn check(source: &Source) -> Result<ExitCode, String> {
             ),
         ));
     }
+    diagnostics.extend(notes);
     let report = Report { diagnostics };
     let checked = environments
         .iter()

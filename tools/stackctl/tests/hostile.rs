@@ -237,3 +237,29 @@ error[invalid-value]: name: \"Bad_Name\" is not a DNS-1123 label: use 1-63 lower
         "stack.yaml: valid (base)\n"
     );
 }
+
+#[test]
+fn errors_across_environments_are_capped_too() {
+    // 100 environments (the most allowed), each with 5 unknown keys: 500 problems.
+    let mut file = "environments:\n".to_owned();
+    for environment in 0..100 {
+        file.push_str(&format!("  e{environment}:\n"));
+        for key in 0..5 {
+            file.push_str(&format!("    k{key}: 1\n"));
+        }
+    }
+    let errors = check_file(file);
+    assert_eq!(
+        errors.matches("error[unknown-key]").count(),
+        100,
+        "{errors}"
+    );
+    assert!(
+        errors.contains(
+            "error[error-limit]: (document): 400 more problems across the environments are not \
+             shown (at most 100 are reported at once)"
+        ),
+        "{errors}"
+    );
+    assert!(errors.ends_with("\n101 errors\n"), "{errors}");
+}
