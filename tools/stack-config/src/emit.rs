@@ -25,8 +25,45 @@ pub fn scalar_text(value: &Value) -> String {
     match value {
         Value::Object(map) if map.is_empty() => "{}".to_owned(),
         Value::Array(items) if items.is_empty() => "[]".to_owned(),
+        Value::String(text) => quoted(text),
         other => other.to_string(),
     }
+}
+
+/// `text` as a JSON string that is also a YAML double-quoted scalar, with every character
+/// some parser reads as a line break or control escaped: JSON leaves U+2028, U+2029, NEL,
+/// DEL, C1 controls and the BOM raw, and YAML 1.1 parsers (libyaml, PyYAML) break lines at
+/// some of them.
+fn quoted(text: &str) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::with_capacity(text.len() + 2);
+    out.push('"');
+    for c in text.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            '\r' => out.push_str("\\r"),
+            '\u{0}'..='\u{1f}'
+            | '\u{7f}'..='\u{9f}'
+            | '\u{2028}'
+            | '\u{2029}'
+            | '\u{feff}'
+            | '\u{fffe}'
+            | '\u{ffff}'
+            | '\u{61c}'
+            | '\u{200e}'
+            | '\u{200f}'
+            | '\u{202a}'..='\u{202e}'
+            | '\u{2066}'..='\u{2069}' => {
+                let _ = write!(out, "\\u{:04x}", u32::from(c));
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
 }
 
 fn is_block(value: &Value) -> bool {
@@ -54,7 +91,7 @@ fn key_text(key: &str) -> String {
     if plain && !reserved {
         key.to_owned()
     } else {
-        Value::from(key).to_string()
+        quoted(key)
     }
 }
 
@@ -125,5 +162,16 @@ mod tests {
         let list = parsed.dict["list"].as_array().expect("a list");
         assert_eq!(list[0].as_str(), Some("~"));
         assert_eq!(list[1].as_dict().and_then(|d| d["l"].as_str()), Some("1"));
+    }
+
+    #[test]
+    fn unicode_line_breaks_and_controls_are_escaped() {
+        let hostile = "a\u{2028}---\u{2029}b\u{85}c\u{feff}d\u{7f}e\u{1b}f\u{202e}g";
+        let value = serde_json::json!({ "v": hostile, hostile: 1 });
+        let yaml = to_yaml(&value);
+        assert!(yaml.is_ascii(), "{yaml:?}");
+        let parsed = SourceFile::parse("emitted.yaml", &yaml).expect("the output parses");
+        assert_eq!(parsed.dict["v"].as_str(), Some(hostile));
+        assert_eq!(parsed.dict[hostile].as_str(), Some("1"));
     }
 }
