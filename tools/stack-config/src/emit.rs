@@ -25,27 +25,20 @@ pub fn scalar_text(value: &Value) -> String {
     match value {
         Value::Object(map) if map.is_empty() => "{}".to_owned(),
         Value::Array(items) if items.is_empty() => "[]".to_owned(),
-        Value::String(text) => quoted(text),
+        Value::String(text) => json_string(text),
         other => other.to_string(),
     }
 }
 
-/// `text` as a JSON string that is also a YAML double-quoted scalar, with every character
-/// some parser reads as a line break or control escaped: JSON leaves U+2028, U+2029, NEL,
-/// DEL, C1 controls and the BOM raw, and YAML 1.1 parsers (libyaml, PyYAML) break lines at
-/// some of them.
-fn quoted(text: &str) -> String {
-    use std::fmt::Write as _;
-    let mut out = String::with_capacity(text.len() + 2);
-    out.push('"');
-    for c in text.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\t' => out.push_str("\\t"),
-            '\r' => out.push_str("\\r"),
-            '\u{0}'..='\u{1f}'
+/// Whether `c` is never written raw: C0 controls (so CR, LF and TAB too), DEL, C1 controls
+/// (with NEL, a line break to YAML 1.1), U+2028 and U+2029 (line breaks to YAML 1.1, libyaml,
+/// PyYAML and Go's yaml packages), the byte order mark, the noncharacters U+FFFE and U+FFFF
+/// (which YAML does not allow raw), and the bidirectional controls (which make a reviewer read
+/// a line other than the one a parser reads). The renderer applies the same rule.
+pub fn must_escape(c: char) -> bool {
+    matches!(
+        c,
+        '\u{0}'..='\u{1f}'
             | '\u{7f}'..='\u{9f}'
             | '\u{2028}'
             | '\u{2029}'
@@ -56,7 +49,25 @@ fn quoted(text: &str) -> String {
             | '\u{200e}'
             | '\u{200f}'
             | '\u{202a}'..='\u{202e}'
-            | '\u{2066}'..='\u{2069}' => {
+            | '\u{2066}'..='\u{2069}'
+    )
+}
+
+/// `text` as a double-quoted JSON string that is also a YAML (1.1 and 1.2) and an Alloy
+/// string, every character [`must_escape`] names written as an escape (`\n`, `\t`, `\r`,
+/// `\uXXXX`). JSON itself would leave U+2028, NEL, DEL, C1 and the BOM raw.
+pub fn json_string(text: &str) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::with_capacity(text.len() + 2);
+    out.push('"');
+    for c in text.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            '\r' => out.push_str("\\r"),
+            c if must_escape(c) => {
                 let _ = write!(out, "\\u{:04x}", u32::from(c));
             }
             c => out.push(c),
@@ -91,7 +102,7 @@ fn key_text(key: &str) -> String {
     if plain && !reserved {
         key.to_owned()
     } else {
-        quoted(key)
+        json_string(key)
     }
 }
 

@@ -21,7 +21,7 @@ pub mod types;
 mod validate;
 
 pub use diagnostic::{Diagnostic, Origin, Report, Severity};
-pub use emit::{scalar_text, to_yaml};
+pub use emit::{json_string, must_escape, scalar_text, to_yaml};
 pub use escape::escape;
 pub use load::{ENV_PREFIX, ENV_SEPARATOR, Loaded, Loader};
 pub use model::Stack;

@@ -27,44 +27,10 @@ use std::fmt::Write as _;
 use serde_json::Value;
 
 /// Whether `c` is never written raw into a rendered file: see the module documentation.
-pub(crate) fn must_escape(c: char) -> bool {
-    matches!(
-        c,
-        '\u{0}'..='\u{1f}'
-            | '\u{7f}'..='\u{9f}'
-            | '\u{2028}'
-            | '\u{2029}'
-            | '\u{feff}'
-            | '\u{fffe}'
-            | '\u{ffff}'
-            | '\u{61c}'
-            | '\u{200e}'
-            | '\u{200f}'
-            | '\u{202a}'..='\u{202e}'
-            | '\u{2066}'..='\u{2069}'
-    )
-}
+pub(crate) use stack_config::must_escape;
 
 /// `text` as a double-quoted JSON string that is also a YAML and an Alloy string.
-pub(crate) fn json_string(text: &str) -> String {
-    let mut out = String::with_capacity(text.len() + 2);
-    out.push('"');
-    for c in text.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\t' => out.push_str("\\t"),
-            '\r' => out.push_str("\\r"),
-            c if must_escape(c) => {
-                let _ = write!(out, "\\u{:04x}", u32::from(c));
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
-}
+pub(crate) use stack_config::json_string;
 
 /// `value` as compact JSON, every string (and key) through [`json_string`].
 pub(crate) fn json(value: &Value) -> String {
@@ -85,104 +51,10 @@ pub(crate) fn json(value: &Value) -> String {
     }
 }
 
-/// One scalar, or an empty collection, as YAML flow text.
-fn scalar(value: &Value) -> String {
-    match value {
-        Value::Object(map) if map.is_empty() => "{}".to_owned(),
-        Value::Array(items) if items.is_empty() => "[]".to_owned(),
-        other => json(other),
-    }
-}
-
-fn is_block(value: &Value) -> bool {
-    match value {
-        Value::Object(map) => !map.is_empty(),
-        Value::Array(items) => !items.is_empty(),
-        _ => false,
-    }
-}
-
-/// A mapping key: bare when it is a plain identifier no YAML version reads as anything but a
-/// string, a JSON string otherwise.
-fn key(text: &str) -> String {
-    let plain = text
-        .bytes()
-        .next()
-        .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
-        && text
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
-    let reserved = matches!(
-        text.to_ascii_lowercase().as_str(),
-        "y" | "n" | "yes" | "no" | "on" | "off" | "true" | "false" | "null"
-    );
-    if plain && !reserved {
-        text.to_owned()
-    } else {
-        json_string(text)
-    }
-}
-
-/// `value` as a block YAML document (keys and strings JSON-quoted), ending with a newline.
+/// `value` as a block YAML document (keys and strings JSON-quoted through [`json_string`]),
+/// ending with a newline: the same emitter `stackctl get` and `config` print with.
 pub(crate) fn yaml(value: &Value) -> String {
-    let mut out = String::new();
-    match value {
-        Value::Object(map) if !map.is_empty() => write_map(&mut out, map, 0),
-        Value::Array(items) if !items.is_empty() => write_seq(&mut out, items, 0),
-        other => {
-            out.push_str(&scalar(other));
-            out.push('\n');
-        }
-    }
-    out
-}
-
-fn write_map(out: &mut String, map: &serde_json::Map<String, Value>, indent: usize) {
-    for (name, value) in map {
-        out.push_str(&" ".repeat(indent));
-        out.push_str(&key(name));
-        out.push(':');
-        match value {
-            Value::Object(child) if is_block(value) => {
-                out.push('\n');
-                write_map(out, child, indent + 2);
-            }
-            Value::Array(items) if is_block(value) => {
-                out.push('\n');
-                write_seq(out, items, indent + 2);
-            }
-            other => {
-                out.push(' ');
-                out.push_str(&scalar(other));
-                out.push('\n');
-            }
-        }
-    }
-}
-
-fn write_seq(out: &mut String, items: &[Value], indent: usize) {
-    for item in items {
-        out.push_str(&" ".repeat(indent));
-        out.push('-');
-        match item {
-            Value::Object(child) if is_block(item) => {
-                // The first key goes on the dash line; the rest align under it.
-                let mut nested = String::new();
-                write_map(&mut nested, child, indent + 2);
-                out.push(' ');
-                out.push_str(nested.trim_start());
-            }
-            Value::Array(inner) if is_block(item) => {
-                out.push('\n');
-                write_seq(out, inner, indent + 2);
-            }
-            other => {
-                out.push(' ');
-                out.push_str(&scalar(other));
-                out.push('\n');
-            }
-        }
-    }
+    stack_config::to_yaml(value)
 }
 
 /// `text` as a literal block scalar whose lines are indented by `indent` spaces, or `None`
