@@ -31,6 +31,7 @@ pub(crate) fn register(env: &mut Environment<'static>, filters: Filters) {
             env.add_filter("yaml", yaml);
             env.add_filter("block", block);
             env.add_filter("sh", sh);
+            env.add_filter("go_duration", go_duration);
         }
         Filters::Skeleton => {
             env.add_filter("q", |_: &Value| safe("\"v\"".to_owned()));
@@ -39,6 +40,7 @@ pub(crate) fn register(env: &mut Environment<'static>, filters: Filters) {
             });
             env.add_filter("block", |_: &Value, _: usize| safe("\"v\"".to_owned()));
             env.add_filter("sh", |_: &Value| safe("'v'".to_owned()));
+            env.add_filter("go_duration", |_: &Value| safe("\"v\"".to_owned()));
         }
     }
     // `safe` would let a template write a raw value past the formatter.
@@ -123,6 +125,38 @@ pub(crate) fn block(value: &Value, indent: usize) -> Result<Value, Error> {
         Some(text) => safe(text),
         None => q(value),
     }
+}
+
+/// A stack duration (`3d`, `1h30m`) as a quoted Go `time.Duration` (`"72h"`, `"1h30m"`),
+/// which is what Go programs that decode YAML into `time.Duration` (Tempo) parse: Go has
+/// the units `h`, `m`, `s`, `ms` (and smaller) but no days.
+pub(crate) fn go_duration(value: &Value) -> Result<Value, Error> {
+    let text = value.as_str().ok_or_else(|| {
+        Error::new(
+            ErrorKind::InvalidOperation,
+            format!("go_duration takes a duration, not {}", value.kind()),
+        )
+    })?;
+    let duration = stack_config::types::Duration::parse(text)
+        .map_err(|error| Error::new(ErrorKind::InvalidOperation, error))?;
+    safe(quote::json_string(&go_duration_text(duration.get())))
+}
+
+/// `duration` in Go's `time.Duration` grammar: `<n>h<n>m<n>s<n>ms`, zero parts left out,
+/// `0s` for nothing.
+pub(crate) fn go_duration_text(duration: std::time::Duration) -> String {
+    let mut millis = duration.as_millis();
+    if millis == 0 {
+        return "0s".to_owned();
+    }
+    let mut out = String::new();
+    for (unit, size) in [("h", 3_600_000), ("m", 60_000), ("s", 1_000), ("ms", 1)] {
+        if millis >= size {
+            out.push_str(&format!("{}{unit}", millis / size));
+            millis %= size;
+        }
+    }
+    out
 }
 
 /// A value as one bash word.
@@ -222,6 +256,52 @@ mod tests {
         let value = value.expect("renders");
         assert!(value.is_safe(), "filters write safe strings");
         value.as_str().expect("a string").to_owned()
+    }
+
+    /// Go's `time.ParseDuration` grammar: one or more `<decimal><unit>` with the units
+    /// `ns`, `us`, `µs`, `ms`, `s`, `m`, `h` (no days), or `0`; this checks the integer form
+    /// the filter writes.
+    fn is_go_duration(text: &str) -> bool {
+        if text == "0" {
+            return true;
+        }
+        let mut rest = text;
+        while !rest.is_empty() {
+            let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+            if digits == 0 {
+                return false;
+            }
+            rest = &rest[digits..];
+            let Some(unit) = ["ns", "us", "µs", "ms", "s", "m", "h"]
+                .into_iter()
+                .filter(|unit| rest.starts_with(unit))
+                .max_by_key(|unit| unit.len())
+            else {
+                return false;
+            };
+            rest = &rest[unit.len()..];
+        }
+        !text.is_empty()
+    }
+
+    #[test]
+    fn go_durations_have_no_days() {
+        for (stack, go) in [
+            ("3d", "72h"),
+            ("1d2h30m", "26h30m"),
+            ("90s", "1m30s"),
+            ("250ms", "250ms"),
+            ("1h0m", "1h"),
+            ("0s", "0s"),
+            ("7d12h", "180h"),
+        ] {
+            let written = text(go_duration(&Value::from(stack)));
+            assert_eq!(written, format!("\"{go}\""), "{stack}");
+            assert!(is_go_duration(go), "{go}");
+        }
+        assert!(!is_go_duration("3d"), "Go has no day unit");
+        assert!(go_duration(&Value::from("soon")).is_err());
+        assert!(go_duration(&Value::from(3)).is_err());
     }
 
     #[test]
