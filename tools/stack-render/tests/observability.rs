@@ -136,3 +136,43 @@ fn prometheus_external_labels_do_not_collide_with_target_labels() {
         Some("taskmanager")
     );
 }
+
+/// Mimir runs on a read-only root filesystem with its data volume at /data; the paths it
+/// writes default to relative ones (`./metrics-activity.log`, opened at start-up), so each is
+/// set under /data, and no path in the file points anywhere else.
+#[test]
+fn mimir_writes_only_under_its_data_volume() {
+    let mimir = yaml(&rendered(&[]), "configs/mimir.yaml");
+    assert_eq!(
+        mimir["activity_tracker"]["filepath"].as_str(),
+        Some("/data/metrics-activity.log")
+    );
+    assert_eq!(
+        mimir["blocks_storage"]["bucket_store"]["sync_dir"].as_str(),
+        Some("/data/tsdb-sync")
+    );
+    assert_eq!(mimir["ruler"]["rule_path"].as_str(), Some("/data/ruler"));
+    fn paths<'a>(value: &'a serde_yaml::Value, key: &str, out: &mut Vec<(String, &'a str)>) {
+        match value {
+            serde_yaml::Value::Mapping(map) => {
+                for (name, child) in map {
+                    let name = name.as_str().unwrap_or_default();
+                    paths(child, name, out);
+                }
+            }
+            serde_yaml::Value::String(text) if key.ends_with("dir") || key.ends_with("path") => {
+                out.push((key.to_owned(), text));
+            }
+            _ => {}
+        }
+    }
+    let mut found = Vec::new();
+    paths(&mimir, "", &mut found);
+    assert!(found.len() >= 6, "{found:?}");
+    for (key, path) in found {
+        assert!(
+            path.starts_with("/data/"),
+            "{key}: {path} is not on the data volume"
+        );
+    }
+}
