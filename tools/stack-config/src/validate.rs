@@ -408,9 +408,10 @@ fn check_resources(out: &mut Vec<Diagnostic>, path: &str, resources: &Resources)
     }
 }
 
-fn resources(stack: &Stack, out: &mut Vec<Diagnostic>) {
+/// Every component's resources, with the key path they are set at.
+pub(crate) fn component_resources(stack: &Stack) -> [(&'static str, &Resources); 10] {
     let o = &stack.observability;
-    for (path, resources) in [
+    [
         ("server.resources", &stack.server.resources),
         ("client.resources", &stack.client.resources),
         ("redis.resources", &stack.redis.resources),
@@ -430,7 +431,11 @@ fn resources(stack: &Stack, out: &mut Vec<Diagnostic>) {
         ),
         ("observability.tempo.resources", &o.tempo.resources),
         ("observability.mimir.resources", &o.mimir.resources),
-    ] {
+    ]
+}
+
+fn resources(stack: &Stack, out: &mut Vec<Diagnostic>) {
+    for (path, resources) in component_resources(stack) {
         check_resources(out, path, resources);
     }
 }

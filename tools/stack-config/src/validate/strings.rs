@@ -9,7 +9,7 @@
 
 use crate::diagnostic::Diagnostic;
 use crate::escape::{quoted, unsafe_char};
-use crate::model::{ComponentImage, RedisMode, Resources, Stack};
+use crate::model::{ComponentImage, RedisMode, Stack};
 use crate::types::{Quantity, check_config_key, check_http_url, check_reference, check_text};
 
 /// Runs every rule of this module.
@@ -325,29 +325,7 @@ fn whole_bytes(out: &mut Vec<Diagnostic>, path: &str, quantity: &Quantity) {
 
 /// Memory requests and limits are counted in whole bytes.
 fn memory(stack: &Stack, out: &mut Vec<Diagnostic>) {
-    let o = &stack.observability;
-    let all: [(&str, &Resources); 10] = [
-        ("server.resources", &stack.server.resources),
-        ("client.resources", &stack.client.resources),
-        ("redis.resources", &stack.redis.resources),
-        (
-            "observability.prometheus.resources",
-            &o.prometheus.resources,
-        ),
-        ("observability.grafana.resources", &o.grafana.resources),
-        ("observability.loki.resources", &o.loki.resources),
-        (
-            "observability.logs.promtail.resources",
-            &o.logs.promtail.resources,
-        ),
-        (
-            "observability.logs.alloy.resources",
-            &o.logs.alloy.resources,
-        ),
-        ("observability.tempo.resources", &o.tempo.resources),
-        ("observability.mimir.resources", &o.mimir.resources),
-    ];
-    for (path, resources) in all {
+    for (path, resources) in super::component_resources(stack) {
         whole_bytes(
             out,
             &format!("{path}.requests.memory"),
