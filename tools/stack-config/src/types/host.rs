@@ -2,27 +2,29 @@
 
 use super::checked_string;
 
+/// True for one DNS label: 1-63 letters, digits and '-', not starting or ending with '-'.
+pub(crate) fn is_dns_label(label: &str) -> bool {
+    let bytes = label.as_bytes();
+    !bytes.is_empty()
+        && bytes.len() <= 63
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || *b == b'-')
+        && bytes[0] != b'-'
+        && bytes[bytes.len() - 1] != b'-'
+}
+
 /// True for a DNS name: dot-separated labels of 1-63 letters, digits and '-' (not at either
 /// end of a label), at most 253 characters, optionally with a final dot. A name whose last
 /// label is a number is not a DNS name: resolvers and URL parsers read it as an IPv4 address
 /// (`10.0.0.256` is a bad address, not a host called `256`).
 pub(crate) fn is_dns_name(value: &str) -> bool {
-    let label_ok = |label: &str| {
-        let bytes = label.as_bytes();
-        !bytes.is_empty()
-            && bytes.len() <= 63
-            && bytes
-                .iter()
-                .all(|b| b.is_ascii_alphanumeric() || *b == b'-')
-            && bytes[0] != b'-'
-            && bytes[bytes.len() - 1] != b'-'
-    };
     let name = value.strip_suffix('.').unwrap_or(value);
     let numeric_end = name
         .rsplit('.')
         .next()
         .is_some_and(|last| !last.is_empty() && last.bytes().all(|b| b.is_ascii_digit()));
-    !name.is_empty() && value.len() <= 253 && name.split('.').all(label_ok) && !numeric_end
+    !name.is_empty() && value.len() <= 253 && name.split('.').all(is_dns_label) && !numeric_end
 }
 
 fn check_host(value: &str) -> Result<(), String> {

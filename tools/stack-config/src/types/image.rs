@@ -57,17 +57,7 @@ fn is_registry_host(component: &str) -> bool {
             Some((host, port)) => (host, Some(port)),
             None => (component, None),
         };
-        let label_ok = |label: &str| {
-            let bytes = label.as_bytes();
-            !bytes.is_empty()
-                && bytes.len() <= 63
-                && bytes
-                    .iter()
-                    .all(|b| b.is_ascii_alphanumeric() || *b == b'-')
-                && bytes[0] != b'-'
-                && bytes[bytes.len() - 1] != b'-'
-        };
-        if host.is_empty() || !host.split('.').all(label_ok) {
+        if host.is_empty() || !host.split('.').all(super::host::is_dns_label) {
             return false;
         }
         port
