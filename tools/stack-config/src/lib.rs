@@ -23,7 +23,7 @@ mod validate;
 pub use diagnostic::{Diagnostic, Origin, Report, Severity};
 pub use emit::{json_string, must_escape, scalar_text, to_yaml};
 pub use escape::escape;
-pub use load::{ENV_PREFIX, ENV_SEPARATOR, Loaded, Loader};
+pub use load::{ENV_PREFIX, ENV_SEPARATOR, Loaded, Loader, Rule};
 pub use model::Stack;
 pub use reference::{REFERENCE_PATH, reference_markdown};
 pub use schema::{SCHEMA_PATH, schema, schema_json};

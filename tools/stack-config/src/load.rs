@@ -56,7 +56,12 @@ pub struct Loader {
     environment: Option<String>,
     vars: Vec<(String, String)>,
     sets: Vec<String>,
+    rules: Vec<Rule>,
 }
+
+/// A check that a consumer adds to validation (`stackctl` adds the templates' version lines):
+/// it returns errors with key paths, and the loader locates them like its own.
+pub type Rule = std::sync::Arc<dyn Fn(&Stack) -> Vec<Diagnostic> + Send + Sync>;
 
 /// Names the sources, never their values: a variable or `--set` may carry a password.
 impl std::fmt::Debug for Loader {
@@ -190,6 +195,15 @@ impl Loader {
         }
     }
 
+    /// Adds a check that runs after validation, on every load.
+    pub fn rule(
+        mut self,
+        rule: impl Fn(&Stack) -> Vec<Diagnostic> + Send + Sync + 'static,
+    ) -> Self {
+        self.rules.push(std::sync::Arc::new(rule));
+        self
+    }
+
     /// Loads and validates the stack. On failure, the report holds every error found.
     pub fn load(&self) -> Result<Loaded, Report> {
         let mut layers = Layers::default();
@@ -270,7 +284,8 @@ impl Loader {
         errors.extend(extracted.diagnostics);
         let mut diagnostics = errors;
         if let Some(stack) = &stack {
-            for diagnostic in validate(stack) {
+            let added = self.rules.iter().flat_map(|rule| rule(stack));
+            for diagnostic in validate(stack).into_iter().chain(added) {
                 if pruned.iter().any(|path| overlaps(path, &diagnostic.path)) {
                     continue;
                 }

@@ -80,14 +80,14 @@ pub(crate) fn build(stack: &Stack) -> Value {
         "alloy": images.third_party(&o.logs.alloy.image),
     });
     let versions = json!({
-        "redis": stack.redis.image.tag.as_str(),
-        "prometheus": o.prometheus.image.tag.as_str(),
-        "grafana": o.grafana.image.tag.as_str(),
-        "loki": o.loki.image.tag.as_str(),
-        "tempo": o.tempo.image.tag.as_str(),
-        "mimir": o.mimir.image.tag.as_str(),
-        "promtail": o.logs.promtail.image.tag.as_str(),
-        "alloy": o.logs.alloy.image.tag.as_str(),
+        "redis": stack.redis.image.tag.tag(),
+        "prometheus": o.prometheus.image.tag.tag(),
+        "grafana": o.grafana.image.tag.tag(),
+        "loki": o.loki.image.tag.tag(),
+        "tempo": o.tempo.image.tag.tag(),
+        "mimir": o.mimir.image.tag.tag(),
+        "promtail": o.logs.promtail.image.tag.tag(),
+        "alloy": o.logs.alloy.image.tag.tag(),
     });
     let ports: serde_json::Map<String, Value> = PORTS
         .iter()

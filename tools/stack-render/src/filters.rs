@@ -32,6 +32,7 @@ pub(crate) fn register(env: &mut Environment<'static>, filters: Filters) {
             env.add_filter("block", block);
             env.add_filter("sh", sh);
             env.add_filter("go_duration", go_duration);
+            env.add_filter("prom_duration", prom_duration);
         }
         Filters::Skeleton => {
             env.add_filter("q", |_: &Value| safe("\"v\"".to_owned()));
@@ -40,7 +41,8 @@ pub(crate) fn register(env: &mut Environment<'static>, filters: Filters) {
             });
             env.add_filter("block", |_: &Value, _: usize| safe("\"v\"".to_owned()));
             env.add_filter("sh", |_: &Value| safe("'v'".to_owned()));
-            env.add_filter("go_duration", |_: &Value| safe("\"v\"".to_owned()));
+            env.add_filter("go_duration", |_: &Value| Value::from("v"));
+            env.add_filter("prom_duration", |_: &Value| Value::from("v"));
         }
     }
     // `safe` would let a template write a raw value past the formatter.
@@ -127,36 +129,77 @@ pub(crate) fn block(value: &Value, indent: usize) -> Result<Value, Error> {
     }
 }
 
-/// A stack duration (`3d`, `1h30m`) as a quoted Go `time.Duration` (`"72h"`, `"1h30m"`),
-/// which is what Go programs that decode YAML into `time.Duration` (Tempo) parse: Go has
-/// the units `h`, `m`, `s`, `ms` (and smaller) but no days.
-pub(crate) fn go_duration(value: &Value) -> Result<Value, Error> {
+/// The duration a filter was given: a stack duration as text (`3d`, `1h30m`).
+fn duration_of(filter: &str, value: &Value) -> Result<std::time::Duration, Error> {
     let text = value.as_str().ok_or_else(|| {
         Error::new(
             ErrorKind::InvalidOperation,
-            format!("go_duration takes a duration, not {}", value.kind()),
+            format!("{filter} takes a duration, not {}", value.kind()),
         )
     })?;
-    let duration = stack_config::types::Duration::parse(text)
-        .map_err(|error| Error::new(ErrorKind::InvalidOperation, error))?;
-    safe(quote::json_string(&go_duration_text(duration.get())))
+    stack_config::types::Duration::parse(text)
+        .map(stack_config::types::Duration::get)
+        .map_err(|error| Error::new(ErrorKind::InvalidOperation, error))
 }
 
-/// `duration` in Go's `time.Duration` grammar: `<n>h<n>m<n>s<n>ms`, zero parts left out,
-/// `0s` for nothing.
-pub(crate) fn go_duration_text(duration: std::time::Duration) -> String {
+/// A stack duration (`3d`, `1h30m`) in Go's `time.Duration` grammar (`72h`, `1h30m`), which
+/// is what Go programs that decode YAML into `time.Duration` (Tempo) parse: Go has the units
+/// `h`, `m`, `s`, `ms` (and smaller) but no days. Plain text: quote it with `q`.
+pub(crate) fn go_duration(value: &Value) -> Result<Value, Error> {
+    Ok(Value::from(go_duration_text(duration_of(
+        "go_duration",
+        value,
+    )?)))
+}
+
+/// A stack duration in the Prometheus duration grammar (`model.ParseDuration`, also used by
+/// Loki's and Mimir's `model.Duration` settings and Prometheus' flags): `15d`, `1d12h`,
+/// `250ms`, `0s`. Plain text: quote it with `q`.
+pub(crate) fn prom_duration(value: &Value) -> Result<Value, Error> {
+    Ok(Value::from(prom_duration_text(duration_of(
+        "prom_duration",
+        value,
+    )?)))
+}
+
+/// `duration` in the Prometheus grammar, largest units first: `<n>d<n>h<n>m<n>s<n>ms` with
+/// zero parts left out, `0s` for nothing. (Weeks and years exist too; days are exact, and
+/// what people read.)
+pub(crate) fn prom_duration_text(duration: std::time::Duration) -> String {
+    units_text(
+        duration,
+        &[
+            ("d", 86_400_000),
+            ("h", 3_600_000),
+            ("m", 60_000),
+            ("s", 1_000),
+            ("ms", 1),
+        ],
+    )
+}
+
+fn units_text(duration: std::time::Duration, units: &[(&str, u128)]) -> String {
     let mut millis = duration.as_millis();
     if millis == 0 {
         return "0s".to_owned();
     }
     let mut out = String::new();
-    for (unit, size) in [("h", 3_600_000), ("m", 60_000), ("s", 1_000), ("ms", 1)] {
-        if millis >= size {
+    for (unit, size) in units {
+        if millis >= *size {
             out.push_str(&format!("{}{unit}", millis / size));
             millis %= size;
         }
     }
     out
+}
+
+/// `duration` in Go's `time.Duration` grammar: `<n>h<n>m<n>s<n>ms`, zero parts left out,
+/// `0s` for nothing.
+pub(crate) fn go_duration_text(duration: std::time::Duration) -> String {
+    units_text(
+        duration,
+        &[("h", 3_600_000), ("m", 60_000), ("s", 1_000), ("ms", 1)],
+    )
 }
 
 /// A value as one bash word.
@@ -295,13 +338,72 @@ mod tests {
             ("0s", "0s"),
             ("7d12h", "180h"),
         ] {
-            let written = text(go_duration(&Value::from(stack)));
-            assert_eq!(written, format!("\"{go}\""), "{stack}");
+            let written = go_duration(&Value::from(stack)).expect("renders");
+            assert_eq!(written.as_str(), Some(go), "{stack}");
             assert!(is_go_duration(go), "{go}");
         }
         assert!(!is_go_duration("3d"), "Go has no day unit");
         assert!(go_duration(&Value::from("soon")).is_err());
         assert!(go_duration(&Value::from(3)).is_err());
+    }
+
+    /// Prometheus' `model.ParseDuration` grammar:
+    /// `^(([0-9]+)y)?(([0-9]+)w)?(([0-9]+)d)?(([0-9]+)h)?(([0-9]+)m)?(([0-9]+)s)?(([0-9]+)ms)?$`,
+    /// not empty, or `0`.
+    fn is_prom_duration(text: &str) -> bool {
+        if text == "0" {
+            return true;
+        }
+        let units = ["y", "w", "d", "h", "m", "s", "ms"];
+        let mut next = 0;
+        let mut rest = text;
+        while !rest.is_empty() {
+            let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+            if digits == 0 {
+                return false;
+            }
+            rest = &rest[digits..];
+            // `ms` before `m`; each unit once, in order.
+            let Some(index) = (next..units.len())
+                .filter(|i| rest.starts_with(units[*i]))
+                .max_by_key(|i| units[*i].len())
+            else {
+                return false;
+            };
+            rest = &rest[units[index].len()..];
+            next = index + 1;
+        }
+        !text.is_empty()
+    }
+
+    #[test]
+    fn prom_durations_keep_days_and_follow_the_grammar() {
+        for (stack, prom) in [
+            ("15d", "15d"),
+            ("30d", "30d"),
+            ("1d2h30m", "1d2h30m"),
+            ("90s", "1m30s"),
+            ("36h", "1d12h"),
+            ("250ms", "250ms"),
+            ("1s500ms", "1s500ms"),
+            ("0s", "0s"),
+        ] {
+            let written = prom_duration(&Value::from(stack)).expect("renders");
+            assert_eq!(written.as_str(), Some(prom), "{stack}");
+            assert!(is_prom_duration(prom), "{prom}");
+        }
+        for bad in ["", "1h1d", "1.5h", "1hh", "3 d", "1us"] {
+            assert!(!is_prom_duration(bad), "{bad}");
+        }
+        assert!(prom_duration(&Value::from("soon")).is_err());
+        assert!(prom_duration(&Value::from(3)).is_err());
+    }
+
+    #[test]
+    fn duration_filters_write_plain_text_that_needs_quoting() {
+        let value = go_duration(&Value::from("3d")).expect("renders");
+        assert!(!value.is_safe(), "a template must quote it with q");
+        assert_eq!(text(q(&value)), "\"72h\"");
     }
 
     #[test]

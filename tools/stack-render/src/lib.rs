@@ -27,6 +27,7 @@ mod output;
 mod quote;
 mod readback;
 mod templates;
+mod versions;
 
 use std::collections::BTreeMap;
 
@@ -36,6 +37,7 @@ use stack_config::Stack;
 pub use marker::MARKER;
 pub use output::{Diff, WriteError, diff, write_atomically};
 pub use templates::Templates;
+pub use versions::{Line, VERSIONS_FILE, VersionLines};
 
 /// Why rendering failed.
 #[derive(Debug, thiserror::Error)]
@@ -63,6 +65,9 @@ pub enum RenderError {
         .0.iter().map(|p| format!("  - {p}")).collect::<Vec<_>>().join("\n")
     )]
     ReadBack(Vec<String>),
+    /// An image tag lies outside the version line its component's templates render for.
+    #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
+    Version(Vec<stack_config::Diagnostic>),
     /// The rendered manifests refer to things that were not rendered.
     #[error("the rendered stack does not hold together:\n{}", .0.iter().map(|p| format!("  - {p}")).collect::<Vec<_>>().join("\n"))]
     CrossReference(Vec<String>),
@@ -159,6 +164,10 @@ fn sha256(text: &str) -> String {
 /// Renders every file for `stack`, then checks that every file reads back as written and
 /// that the result holds together.
 pub fn render(stack: &Stack, templates: &Templates) -> Result<Rendered, RenderError> {
+    let outside = templates.version_lines()?.check(stack);
+    if !outside.is_empty() {
+        return Err(RenderError::Version(outside));
+    }
     let env = templates.environment(filters::Filters::Quoting)?;
     let skeleton_env = templates.environment(filters::Filters::Skeleton)?;
     let mut context = context::build(stack);

@@ -52,6 +52,11 @@ impl Templates {
         Ok(sources)
     }
 
+    /// The version lines these templates declare (`versions.yaml`).
+    pub fn version_lines(&self) -> Result<crate::VersionLines, RenderError> {
+        crate::versions::declared(&self.sources()?)
+    }
+
     /// A strict environment holding every template, with the project's filters (or their
     /// skeleton placeholders).
     pub(crate) fn environment(

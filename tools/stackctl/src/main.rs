@@ -91,17 +91,26 @@ fn main() -> ExitCode {
     }
 }
 
-fn loader(source: &Source, env: Option<&str>) -> Loader {
-    Loader::new()
+/// The loader of `source`, checking image tags against the version lines of `templates`.
+fn loader(
+    source: &Source,
+    env: Option<&str>,
+    templates: &stack_render::Templates,
+) -> Result<Loader, String> {
+    let lines = templates
+        .version_lines()
+        .map_err(|error| format!("error: {error}"))?;
+    Ok(Loader::new()
         .file(&source.config)
         .environment(env)
         .process_env()
         .sets(source.sets.iter().cloned())
+        .rule(move |stack| lines.check(stack)))
 }
 
 /// Loads the stack, printing warnings to stderr.
-fn load(source: &Source) -> Result<Loaded, String> {
-    let loaded = loader(source, source.env.as_deref())
+fn load(source: &Source, templates: &stack_render::Templates) -> Result<Loaded, String> {
+    let loaded = loader(source, source.env.as_deref(), templates)?
         .load()
         .map_err(|report| report.to_string())?;
     for warning in &loaded.warnings {
@@ -118,7 +127,7 @@ fn real_main(cli: Cli) -> Result<ExitCode, String> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Get { key } => {
-            let loaded = load(&cli.source)?;
+            let loaded = load(&cli.source, &stack_render::Templates::embedded())?;
             let resolved = stack_config::resolved(&loaded.stack);
             let value = stack_config::get(&resolved, &key).ok_or_else(|| {
                 format!(
@@ -146,7 +155,7 @@ fn real_main(cli: Cli) -> Result<ExitCode, String> {
             force,
         } => render(&cli.source, &out, templates, check, force),
         Command::Config { format } => {
-            let loaded = load(&cli.source)?;
+            let loaded = load(&cli.source, &stack_render::Templates::embedded())?;
             let mut resolved = serde_json::to_value(&loaded.stack).expect("a stack serializes");
             if let serde_json::Value::Object(map) = &mut resolved {
                 // Already applied (or not selected): the result stands on its own.
@@ -166,15 +175,21 @@ fn real_main(cli: Cli) -> Result<ExitCode, String> {
 
 /// Checks the selected environment, or the base file and every environment.
 fn check(source: &Source) -> Result<ExitCode, String> {
+    let templates = stack_render::Templates::embedded();
     let environments: Vec<Option<String>> = match &source.env {
         Some(env) => vec![Some(env.clone())],
         None => std::iter::once(None)
-            .chain(loader(source, None).environments().into_iter().map(Some))
+            .chain(
+                loader(source, None, &templates)?
+                    .environments()
+                    .into_iter()
+                    .map(Some),
+            )
             .collect(),
     };
     let mut diagnostics = Vec::new();
     for env in &environments {
-        match loader(source, env.as_deref()).load() {
+        match loader(source, env.as_deref(), &templates)?.load() {
             Ok(loaded) => diagnostics.extend(loaded.warnings),
             Err(report) => diagnostics.extend(report.diagnostics),
         }
@@ -229,11 +244,11 @@ fn render(
     check: bool,
     force: bool,
 ) -> Result<ExitCode, String> {
-    let loaded = load(source)?;
     let templates = match templates {
         Some(dir) => stack_render::Templates::directory(dir),
         None => stack_render::Templates::embedded(),
     };
+    let loaded = load(source, &templates)?;
     let rendered = stack_render::render(&loaded.stack, &templates).map_err(|error| {
         format!(
             "error: {error}\nnothing was written; {} is unchanged",

@@ -106,6 +106,80 @@ error[invalid-value]: redis.port: 70000 is not a valid port: use 1-65535
 }
 
 #[test]
+fn check_refuses_image_tags_outside_the_templates_version_lines() {
+    let dir = Scratch::new();
+    let digest = format!("sha256:{}", "0123456789abcdef".repeat(4));
+    dir.write(
+        "stack.yaml",
+        &format!(
+            "observability:\n  tempo:\n    image: {{ repository: grafana/tempo, tag: 3.0.1 }}\n  \
+             mimir:\n    image: {{ repository: grafana/mimir, tag: \"3.0.2@{digest}\" }}\n  \
+             grafana:\n    image: {{ repository: grafana/grafana, tag: latest }}\n"
+        ),
+    );
+    let output = run(&dir.0, &["check"], &[]);
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    assert_eq!(
+        stderr(&output),
+        "\
+error[version-line]: observability.tempo.image.tag: the tag \"3.0.1\" is outside the version line the templates render Tempo for: Tempo 2.10.x
+ --> stack.yaml:3:46
+  |
+3 |     image: { repository: grafana/tempo, tag: 3.0.1 }
+  |                                              ^^^^^
+  = help: pick a tag of that line (with an optional @sha256 digest), or add templates for the new line (docs/operations.md, \"Version lines\"); Tempo's config grammar changes between lines
+
+error[version-line]: observability.grafana.image.tag: the tag \"latest\" is outside the version line the templates render Grafana for: Grafana 12.3.x
+ --> stack.yaml:7:48
+  |
+7 |     image: { repository: grafana/grafana, tag: latest }
+  |                                                ^^^^^^
+  = help: pick a tag of that line (with an optional @sha256 digest), or add templates for the new line (docs/operations.md, \"Version lines\"); Grafana's config grammar changes between lines
+
+2 errors
+"
+    );
+
+    // A pinned digest is accepted, and kept in the image reference.
+    let get = run(&dir.0, &["get", "observability.mimir.image.tag"], &[]);
+    assert_eq!(
+        get.status.code(),
+        Some(1),
+        "every command refuses the stack"
+    );
+    let fixed = dir.0.join("fixed.yaml");
+    std::fs::write(
+        &fixed,
+        format!(
+            "observability:\n  mimir:\n    image: {{ repository: grafana/mimir, tag: \"3.0.2@{digest}\" }}\n"
+        ),
+    )
+    .expect("write");
+    let out = dir.0.join("out");
+    let output = run(
+        &dir.0,
+        &[
+            "--config",
+            "fixed.yaml",
+            "render",
+            "--out",
+            out.to_str().expect("utf-8"),
+        ],
+        &[],
+    );
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let manifest = std::fs::read_to_string(out.join("k8s/mimir.yaml")).expect("rendered");
+    assert!(
+        manifest.contains(&format!("image: \"grafana/mimir:3.0.2@{digest}\"")),
+        "{manifest}"
+    );
+    assert!(
+        manifest.contains("\"app.kubernetes.io/version\": \"3.0.2\""),
+        "{manifest}"
+    );
+}
+
+#[test]
 fn check_finds_errors_in_every_environment() {
     let dir = Scratch::new();
     dir.write(

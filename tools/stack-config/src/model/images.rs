@@ -3,7 +3,7 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::types::{DnsSubdomain, ImageRepository, ImageTag, Registry};
+use crate::types::{DnsSubdomain, ImageRepository, ImageTag, PinnedTag, Registry};
 
 /// Where the project's own images (server and client) live, and how pods pull images.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -73,8 +73,9 @@ pub enum PullPolicy {
 pub struct ComponentImage {
     /// Image repository, for example `grafana/loki`.
     pub repository: ImageRepository,
-    /// Image tag, pinned to a version the rendered configuration is written for.
-    pub tag: ImageTag,
+    /// Image tag, within the version line the templates render this component for
+    /// (`stackctl check` refuses others); `@sha256:<digest>` may follow it, and is kept.
+    pub tag: PinnedTag,
 }
 
 impl ComponentImage {
@@ -82,7 +83,7 @@ impl ComponentImage {
     pub(crate) fn known(repository: &str, tag: &str) -> Self {
         Self {
             repository: ImageRepository::new(repository).expect("valid default"),
-            tag: ImageTag::new(tag).expect("valid default"),
+            tag: PinnedTag::new(tag).expect("valid default"),
         }
     }
 }

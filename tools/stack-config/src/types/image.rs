@@ -244,6 +244,42 @@ checked_string! {
     }
 }
 
+checked_string! {
+    /// The tag of a third-party image, optionally pinned to a digest: `2.10.3` or
+    /// `2.10.3@sha256:<64 hex>`. The digest is kept in every image reference; the tag names
+    /// the version the templates check against their version line.
+    PinnedTag,
+    check = check_pinned_tag,
+    schema = {
+        "pattern": "^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}(@(sha256:[0-9a-f]{64}|sha384:[0-9a-f]{96}|sha512:[0-9a-f]{128}))?$",
+        "description": "An image tag (1-128 letters, digits, '_', '.' and '-', not starting with '.' or '-'), optionally followed by @sha256:<64 hex> (or sha384, sha512)."
+    }
+}
+
+fn check_pinned_tag(value: &str) -> Result<(), String> {
+    match value.split_once('@') {
+        Some((tag, digest)) => {
+            check_tag(tag)?;
+            check_digest(digest).map_err(|reason| format!("has a digest that is wrong: {reason}"))
+        }
+        None => check_tag(value),
+    }
+}
+
+impl PinnedTag {
+    /// The tag without its digest.
+    pub fn tag(&self) -> &str {
+        self.0
+            .split_once('@')
+            .map_or(self.0.as_str(), |(tag, _)| tag)
+    }
+
+    /// The digest (`sha256:...`), when the tag is pinned to one.
+    pub fn digest(&self) -> Option<&str> {
+        self.0.split_once('@').map(|(_, digest)| digest)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -358,6 +394,26 @@ mod tests {
         }
         for bad in ["", ".x", "-x", "a:b", "a/b", &"a".repeat(129)] {
             assert!(ImageTag::new(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn pinned_tags() {
+        let digest = format!("sha256:{}", "0123456789abcdef".repeat(4));
+        let pinned = PinnedTag::new(format!("2.10.3@{digest}")).expect("a pinned tag");
+        assert_eq!(pinned.tag(), "2.10.3");
+        assert_eq!(pinned.digest(), Some(digest.as_str()));
+        let plain = PinnedTag::new("v3.7.3").expect("a tag");
+        assert_eq!((plain.tag(), plain.digest()), ("v3.7.3", None));
+        assert!(check_reference(&format!("grafana/tempo:{pinned}")).is_ok());
+        for (bad, reason) in [
+            ("2.10.3@sha256:abc", "has a digest that is wrong"),
+            ("2.10.3@", "has a digest that is wrong"),
+            ("@sha256:00", "is not an image tag"),
+            (".x", "is not an image tag"),
+        ] {
+            let error = PinnedTag::new(bad).expect_err(bad);
+            assert!(error.contains(reason), "{bad}: {error}");
         }
     }
 }

@@ -20,7 +20,7 @@ pub use duration::Duration;
 pub(crate) use float::float;
 pub use host::Host;
 pub(crate) use image::check_reference;
-pub use image::{ImageRepository, ImageTag, Registry};
+pub use image::{ImageRepository, ImageTag, PinnedTag, Registry};
 pub use name::{DnsLabel, DnsSubdomain, KeyPrefix};
 pub use port::Port;
 pub use quantity::Quantity;
