@@ -13,6 +13,7 @@ use std::time::Duration;
 use taskmanager_proto::pb;
 use taskmanager_proto::pb::task_manager_client::TaskManagerClient;
 use tonic::transport::Channel;
+use tracing::Instrument;
 
 pub use output::Output;
 pub use reconnect::Reconnect;
@@ -49,6 +50,35 @@ impl Failure {
 /// Connects to `address` (`http://host:port`).
 pub async fn connect(address: &str) -> Result<TaskManagerClient<Channel>, Failure> {
     Reconnect::new(address, Duration::ZERO)?.connect().await
+}
+
+/// Submits `request` in a new `submit` span, the root of the task's trace: the call carries
+/// its trace context, so the server's spans and every attempt of the task join the trace.
+/// Returns the answer and the span, to watch the task in.
+pub async fn submit(
+    client: &mut TaskManagerClient<Channel>,
+    request: pb::TaskRequest,
+) -> Result<(pb::TaskResponse, tracing::Span), tonic::Status> {
+    let span = tracing::info_span!(
+        parent: None,
+        "submit",
+        otel.kind = "client",
+        task_id = tracing::field::Empty,
+        trace_id = tracing::field::Empty,
+    );
+    let response = async {
+        client
+            .submit_task(taskmanager_telemetry::traced(request))
+            .await
+    }
+    .instrument(span.clone())
+    .await?
+    .into_inner();
+    span.record("task_id", response.task_id.as_str());
+    if let Some(trace_id) = taskmanager_telemetry::trace_id(&span) {
+        span.record("trace_id", trace_id.as_str());
+    }
+    Ok((response, span))
 }
 
 /// The exit code for a task's final status.

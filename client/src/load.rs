@@ -10,6 +10,7 @@ use tonic::transport::Channel;
 
 use crate::output::{Output, Style};
 use crate::reconnect::Reconnect;
+use tracing::Instrument;
 
 /// A load run's settings.
 #[derive(Clone, Debug)]
@@ -162,8 +163,8 @@ pub async fn run(
             while next.fetch_add(1, Ordering::Relaxed) < plan.tasks {
                 let request = crate::example_task(&mut rand::rng());
                 let begun = Instant::now();
-                let id = match client.submit_task(request).await {
-                    Ok(response) => response.into_inner().task_id,
+                let (id, span) = match crate::submit(&mut client, request).await {
+                    Ok((response, span)) => (response.task_id, span),
                     Err(_) => {
                         tally.rejected += 1;
                         continue;
@@ -174,7 +175,10 @@ pub async fn run(
                     continue;
                 }
                 let mut quiet = Output::new(Style::Quiet);
-                match crate::watch(&client, &reconnect, &id, &mut quiet).await {
+                match crate::watch(&client, &reconnect, &id, &mut quiet)
+                    .instrument(span)
+                    .await
+                {
                     Ok(last) if last.state() == pb::TaskState::Completed => tally.completed += 1,
                     _ => tally.failed += 1,
                 }

@@ -5,12 +5,16 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use stack_config::Loader;
+use stack_config::model::{LogFormat, LogLevel};
 use taskmanager_client::load::{LoadPlan, run as run_load};
 use taskmanager_client::reconnect::{DEFAULT_RECONNECT_FOR, parse_reconnect_for};
 use taskmanager_client::{
-    EXIT_OK, EXIT_RPC, EXIT_USAGE, Failure, Output, Reconnect, example_task, exit_code, watch,
+    EXIT_OK, EXIT_RPC, EXIT_USAGE, Failure, Output, Reconnect, example_task, exit_code, submit,
+    watch,
 };
 use taskmanager_proto::pb;
+use taskmanager_telemetry::TraceSettings;
+use tracing::Instrument;
 
 /// The TaskManager client. Settings (server address, demo rate, load size) come from
 /// stack.yaml like the server's.
@@ -161,7 +165,26 @@ fn main() -> ExitCode {
 }
 
 async fn real_main(args: Args) -> Result<u8, Failure> {
-    let stack = Loader::new()
+    let stack = load(&args)?;
+    // Spans go where the server's go (observability.tracing), as service taskmanager-client;
+    // the client's own log lines are warnings on stderr.
+    let telemetry = taskmanager_telemetry::init(
+        "taskmanager-client",
+        LogLevel::Warn,
+        LogFormat::Text,
+        TraceSettings::from_stack(&stack).as_ref(),
+    )
+    .map_err(|error| Failure {
+        message: format!("cannot set up tracing: {error}"),
+        code: EXIT_USAGE,
+    })?;
+    let result = run(args, stack).await;
+    telemetry.shutdown();
+    result
+}
+
+fn load(args: &Args) -> Result<stack_config::Stack, Failure> {
+    Ok(Loader::new()
         .file(&args.config)
         .environment(args.env.as_deref())
         .process_env()
@@ -171,7 +194,10 @@ async fn real_main(args: Args) -> Result<u8, Failure> {
             message: format!("invalid settings\n{report}"),
             code: EXIT_USAGE,
         })?
-        .stack;
+        .stack)
+}
+
+async fn run(args: Args, stack: stack_config::Stack) -> Result<u8, Failure> {
     let address = args
         .address
         .clone()
@@ -210,11 +236,9 @@ async fn real_main(args: Args) -> Result<u8, Failure> {
                 max_attempts,
                 delay_ms,
             };
-            let response = client
-                .submit_task(request)
+            let (response, span) = submit(&mut client, request)
                 .await
-                .map_err(|status| Failure::rpc("the task was not accepted", &status))?
-                .into_inner();
+                .map_err(|status| Failure::rpc("the task was not accepted", &status))?;
             if no_watch {
                 if args.json {
                     println!(
@@ -229,7 +253,9 @@ async fn real_main(args: Args) -> Result<u8, Failure> {
             if !args.json {
                 eprintln!("accepted {}", response.task_id);
             }
-            let last = watch(&client, &reconnect, &response.task_id, &mut output).await?;
+            let last = watch(&client, &reconnect, &response.task_id, &mut output)
+                .instrument(span)
+                .await?;
             Ok(exit_code(&last))
         }
         Command::Watch { id } => {
@@ -349,8 +375,8 @@ async fn demo(
         }
         let request = example_task(&mut rng);
         let mut submitter = client.clone();
-        let accepted = match submitter.submit_task(request).await {
-            Ok(response) => response.into_inner().task_id,
+        let (accepted, span) = match submit(&mut submitter, request).await {
+            Ok((response, span)) => (response.task_id, span),
             Err(status) => {
                 eprintln!(
                     "error: {}",
@@ -362,9 +388,12 @@ async fn demo(
         submitted += 1;
         let mut task_output = output.for_task("");
         let reconnect = reconnect.clone();
-        watchers.spawn(async move {
-            let _ = watch(&submitter, &reconnect, &accepted, &mut task_output).await;
-        });
+        watchers.spawn(
+            async move {
+                let _ = watch(&submitter, &reconnect, &accepted, &mut task_output).await;
+            }
+            .instrument(span),
+        );
     }
     while watchers.join_next().await.is_some() {}
     Ok(EXIT_OK)

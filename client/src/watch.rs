@@ -116,7 +116,7 @@ async fn stream(
         after_sequence: history.after_sequence(),
     };
     let mut stream = client
-        .stream_task_status(request)
+        .stream_task_status(taskmanager_telemetry::traced(request))
         .await
         .map_err(|status| Stop::Interrupted(Interruption::Open(status)))?
         .into_inner();

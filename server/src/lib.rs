@@ -15,7 +15,6 @@ pub mod settings;
 pub mod statuses;
 pub mod store;
 pub mod task;
-pub mod telemetry;
 pub mod worker;
 
 use std::net::SocketAddr;
@@ -31,6 +30,7 @@ use tracing::{info, warn};
 
 pub use settings::Settings;
 use store::{MemoryStore, RedisStore, Store};
+pub use taskmanager_telemetry as telemetry;
 use worker::handler::Registry;
 
 /// The gRPC health service name that reports the process alive, for liveness probes.
@@ -84,6 +84,7 @@ pub async fn serve(
             metrics_listener,
             metrics.clone(),
             hub.clone(),
+            store.clone(),
             metrics_stop.clone(),
         ));
     }

@@ -1,48 +1,160 @@
-//! Prometheus metrics of one server process, served as text on `server.metrics_port`.
+//! The metrics of one server process, in the OpenMetrics text format with exemplars, served
+//! over HTTP/1.1 on `server.metrics_port` (`/metrics`, and `/healthz`, `/readyz`).
+//!
+//! Counters and gauges are updated where things happen. The latency histograms (queue wait,
+//! run time, end to end) carry the trace id of a sampled attempt as an exemplar, which
+//! Grafana links to the trace in Tempo. The queue depths are the whole store's, read when
+//! scraped: every replica reports the same numbers, so aggregate them with `max`, not `sum`.
 
-use std::collections::BTreeMap;
-use std::fmt::Write as _;
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use bytes::Bytes;
+use http_body_util::Full;
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::exemplar::HistogramWithExemplars;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
 use crate::hub::Hub;
+use crate::store::Store;
+
+/// The content type of OpenMetrics text, the format that carries exemplars.
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// How long a scrape waits for the store's queue depths before answering without them.
+const DEPTHS_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// The exemplar of an observation: the trace it belongs to.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TraceExemplar {
+    /// The trace id, as Tempo shows it.
+    pub trace_id: String,
+}
+
+/// A task's priority, as a label.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
+#[expect(
+    non_camel_case_types,
+    reason = "label values are written as the variant names"
+)]
+pub enum Priority {
+    /// LOW.
+    low,
+    /// MEDIUM.
+    medium,
+    /// HIGH.
+    high,
+}
+
+impl Priority {
+    /// The label of a stored priority (0-2).
+    pub fn of(priority: u8) -> Self {
+        match priority {
+            0 => Self::low,
+            1 => Self::medium,
+            _ => Self::high,
+        }
+    }
+}
+
+/// Labels by priority.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PriorityLabels {
+    /// `low`, `medium` or `high`.
+    pub priority: Priority,
+}
+
+/// How an attempt ended.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
+#[expect(
+    non_camel_case_types,
+    reason = "label values are written as the variant names"
+)]
+pub enum Outcome {
+    /// The task completed.
+    completed,
+    /// The attempt failed and the task will be retried.
+    retried,
+    /// The task failed for good.
+    failed,
+    /// The task was cancelled while running.
+    cancelled,
+    /// The task was handed back to the queue (shutdown).
+    released,
+    /// The lease was lost; the report was rejected.
+    stale,
+}
+
+/// Labels by outcome.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabels {
+    /// How the attempt ended.
+    pub outcome: Outcome,
+}
+
+/// Labels of a gRPC response.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResponseLabels {
+    method: &'static str,
+    code: &'static str,
+}
+
+type Histogram = HistogramWithExemplars<TraceExemplar>;
+
+/// Bucket bounds, in seconds: `start`, doubling, `count` of them.
+fn doubling(start: f64, count: u16) -> impl Iterator<Item = f64> {
+    (0..count).map(move |i| start * 2f64.powi(i32::from(i)))
+}
+
+fn queue_wait_histogram() -> Histogram {
+    // 1 ms to about 9 minutes.
+    Histogram::new(doubling(0.001, 20))
+}
+
+fn run_histogram() -> Histogram {
+    // 5 ms to about 22 minutes.
+    Histogram::new(doubling(0.005, 19))
+}
 
 /// Counters and gauges, updated where things happen.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Metrics {
     /// Tasks accepted.
-    pub submitted: AtomicU64,
+    pub submitted: Counter,
     /// Submissions answered with an earlier task (idempotency key).
-    pub deduplicated: AtomicU64,
+    pub deduplicated: Counter,
     /// Requests rejected as invalid.
-    pub invalid_requests: AtomicU64,
+    pub invalid_requests: Counter,
     /// Requests that failed because the store was unavailable.
-    pub unavailable: AtomicU64,
+    pub unavailable: Counter,
     /// Requests refused at a limit: server limits, a full store.
-    pub exhausted: AtomicU64,
+    pub exhausted: Counter,
     /// Attempts started by this process.
-    pub attempts: AtomicU64,
+    pub attempts: Counter,
     /// Tasks completed by this process.
-    pub completed: AtomicU64,
+    pub completed: Counter,
     /// Attempts that failed and will be retried.
-    pub retried: AtomicU64,
+    pub retried: Counter,
     /// Tasks that failed for good in this process.
-    pub failed: AtomicU64,
+    pub failed: Counter,
     /// Tasks cancelled while running here.
-    pub cancelled: AtomicU64,
+    pub cancelled: Counter,
     /// Tasks handed back to the queue on shutdown.
-    pub released: AtomicU64,
+    pub released: Counter,
     /// Outcomes rejected because the lease was lost.
-    pub stale: AtomicU64,
+    pub stale: Counter,
     /// Tasks handed back after a claim whose answer was lost.
-    pub unclaimed: AtomicU64,
+    pub unclaimed: Counter,
     /// Expired leases taken back by this process' reaper.
-    pub reaped: AtomicU64,
+    pub reaped: Counter,
     /// Handlers running now.
     pub running: AtomicI64,
     /// Whether the store answers.
@@ -51,8 +163,30 @@ pub struct Metrics {
     pub subscription_up: AtomicBool,
     /// Whether the server is ready (reported SERVING).
     pub ready: AtomicBool,
-    /// gRPC responses by method and status code.
-    responses: Mutex<BTreeMap<(&'static str, i32), u64>>,
+    /// From a task becoming runnable to a worker claiming it, by priority.
+    pub queue_wait: Family<PriorityLabels, Histogram>,
+    /// How long attempts ran, by how they ended.
+    pub run_time: Family<OutcomeLabels, Histogram>,
+    /// From acceptance to the end (completed, failed, cancelled while running), by outcome.
+    pub end_to_end: Family<OutcomeLabels, Histogram>,
+    responses: Family<ResponseLabels, Counter>,
+    gauges: Gauges,
+    registry: Registry,
+}
+
+/// The gauges, set from the state when scraped.
+#[derive(Debug, Default)]
+struct Gauges {
+    running: Gauge,
+    streams: Gauge,
+    store_up: Gauge,
+    subscription_up: Gauge,
+    ready: Gauge,
+    pending: Family<PriorityLabels, Gauge>,
+    delayed: Gauge,
+    leased: Gauge,
+    dead: Gauge,
+    depths_up: Gauge,
 }
 
 /// The canonical name of a gRPC status code, as gRPC's documentation spells it.
@@ -80,150 +214,304 @@ fn code_name(code: tonic::Code) -> &'static str {
 }
 
 /// Adds one to a counter.
-pub(crate) fn inc(counter: &AtomicU64) {
-    counter.fetch_add(1, Ordering::Relaxed);
+pub(crate) fn inc(counter: &Counter) {
+    counter.inc();
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut metrics = Self {
+            submitted: Counter::default(),
+            deduplicated: Counter::default(),
+            invalid_requests: Counter::default(),
+            unavailable: Counter::default(),
+            exhausted: Counter::default(),
+            attempts: Counter::default(),
+            completed: Counter::default(),
+            retried: Counter::default(),
+            failed: Counter::default(),
+            cancelled: Counter::default(),
+            released: Counter::default(),
+            stale: Counter::default(),
+            unclaimed: Counter::default(),
+            reaped: Counter::default(),
+            running: AtomicI64::default(),
+            store_up: AtomicBool::default(),
+            subscription_up: AtomicBool::default(),
+            ready: AtomicBool::default(),
+            queue_wait: Family::new_with_constructor(queue_wait_histogram),
+            run_time: Family::new_with_constructor(run_histogram),
+            end_to_end: Family::new_with_constructor(run_histogram),
+            responses: Family::default(),
+            gauges: Gauges::default(),
+            registry: Registry::with_prefix("taskmanager"),
+        };
+        metrics.register();
+        metrics
+    }
 }
 
 impl Metrics {
-    /// Counts one response of `method` with `code`.
-    pub(crate) fn count_response(&self, method: &'static str, code: tonic::Code) {
-        *self
-            .responses
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .entry((method, code as i32))
-            .or_default() += 1;
+    /// Registers every metric under the `taskmanager_` prefix. Counters get their `_total`
+    /// suffix from the encoder.
+    fn register(&mut self) {
+        let r = &mut self.registry;
+        let counters = [
+            ("tasks_submitted", "Tasks accepted.", &self.submitted),
+            (
+                "tasks_deduplicated",
+                "Submissions answered with an earlier task.",
+                &self.deduplicated,
+            ),
+            (
+                "requests_invalid",
+                "Requests rejected as invalid.",
+                &self.invalid_requests,
+            ),
+            (
+                "requests_unavailable",
+                "Requests failed because the store was unavailable.",
+                &self.unavailable,
+            ),
+            (
+                "requests_exhausted",
+                "Requests refused with RESOURCE_EXHAUSTED: a server limit or a full store.",
+                &self.exhausted,
+            ),
+            ("attempts_started", "Attempts started.", &self.attempts),
+            ("tasks_completed", "Tasks completed.", &self.completed),
+            (
+                "attempts_retried",
+                "Failed attempts that will be retried.",
+                &self.retried,
+            ),
+            ("tasks_failed", "Tasks that failed for good.", &self.failed),
+            (
+                "tasks_cancelled",
+                "Tasks cancelled while running.",
+                &self.cancelled,
+            ),
+            (
+                "tasks_released",
+                "Tasks handed back to the queue on shutdown.",
+                &self.released,
+            ),
+            (
+                "outcomes_stale",
+                "Outcomes rejected because the lease was lost.",
+                &self.stale,
+            ),
+            (
+                "claims_handed_back",
+                "Tasks handed back after a claim whose answer was lost.",
+                &self.unclaimed,
+            ),
+            ("leases_reaped", "Expired leases taken back.", &self.reaped),
+        ];
+        for (name, help, counter) in counters {
+            r.register(name, help, counter.clone());
+        }
+        r.register(
+            "grpc_responses",
+            "gRPC calls answered, by method and status code (a stream counts when it opens or \
+             is refused).",
+            self.responses.clone(),
+        );
+        r.register(
+            "task_queue_wait_seconds",
+            "From a task becoming runnable to a worker claiming it, by priority.",
+            self.queue_wait.clone(),
+        );
+        r.register(
+            "task_run_seconds",
+            "How long attempts ran, by how they ended.",
+            self.run_time.clone(),
+        );
+        r.register(
+            "task_end_to_end_seconds",
+            "From acceptance to the end of the task's last attempt, by outcome.",
+            self.end_to_end.clone(),
+        );
+        let g = &self.gauges;
+        let gauges = [
+            ("tasks_running", "Handlers running now.", &g.running),
+            (
+                "status_streams_open",
+                "Status streams open now.",
+                &g.streams,
+            ),
+            ("store_up", "1 when the task store answers.", &g.store_up),
+            (
+                "store_subscription_up",
+                "1 when the task store's event subscription is up and answers PING.",
+                &g.subscription_up,
+            ),
+            (
+                "ready",
+                "1 when the server reports SERVING (store reachable, subscription up).",
+                &g.ready,
+            ),
+            (
+                "queue_delayed_tasks",
+                "Tasks waiting for a retry or their start time, in the whole store (the same on \
+                 every replica).",
+                &g.delayed,
+            ),
+            (
+                "queue_leased_tasks",
+                "Tasks running under a lease, in the whole store (the same on every replica).",
+                &g.leased,
+            ),
+            (
+                "queue_dead_tasks",
+                "Tasks that failed for good and are kept for the retention, in the whole store \
+                 (the same on every replica).",
+                &g.dead,
+            ),
+            (
+                "queue_depths_up",
+                "1 when the last scrape could read the store's queue depths.",
+                &g.depths_up,
+            ),
+        ];
+        for (name, help, gauge) in gauges {
+            r.register(name, help, gauge.clone());
+        }
+        r.register(
+            "queue_pending_tasks",
+            "Tasks waiting to run, by priority, in the whole store (the same on every replica).",
+            g.pending.clone(),
+        );
     }
 
-    /// The metrics in the Prometheus text format (0.0.4).
-    pub fn render(&self, hub: &Hub) -> String {
-        let mut out = String::new();
-        let mut counter = |name: &str, help: &str, value: &AtomicU64| {
-            let _ = writeln!(out, "# HELP taskmanager_{name} {help}");
-            let _ = writeln!(out, "# TYPE taskmanager_{name} counter");
-            let _ = writeln!(out, "taskmanager_{name} {}", value.load(Ordering::Relaxed));
-        };
-        counter("tasks_submitted_total", "Tasks accepted.", &self.submitted);
-        counter(
-            "tasks_deduplicated_total",
-            "Submissions answered with an earlier task.",
-            &self.deduplicated,
-        );
-        counter(
-            "requests_invalid_total",
-            "Requests rejected as invalid.",
-            &self.invalid_requests,
-        );
-        counter(
-            "requests_unavailable_total",
-            "Requests failed because the store was unavailable.",
-            &self.unavailable,
-        );
-        counter(
-            "requests_exhausted_total",
-            "Requests refused with RESOURCE_EXHAUSTED: a server limit or a full store.",
-            &self.exhausted,
-        );
-        counter(
-            "attempts_started_total",
-            "Attempts started.",
-            &self.attempts,
-        );
-        counter("tasks_completed_total", "Tasks completed.", &self.completed);
-        counter(
-            "attempts_retried_total",
-            "Failed attempts that will be retried.",
-            &self.retried,
-        );
-        counter(
-            "tasks_failed_total",
-            "Tasks that failed for good.",
-            &self.failed,
-        );
-        counter(
-            "tasks_cancelled_total",
-            "Tasks cancelled while running.",
-            &self.cancelled,
-        );
-        counter(
-            "tasks_released_total",
-            "Tasks handed back to the queue on shutdown.",
-            &self.released,
-        );
-        counter(
-            "outcomes_stale_total",
-            "Outcomes rejected because the lease was lost.",
-            &self.stale,
-        );
-        counter(
-            "claims_handed_back_total",
-            "Tasks handed back after a claim whose answer was lost.",
-            &self.unclaimed,
-        );
-        counter(
-            "leases_reaped_total",
-            "Expired leases taken back.",
-            &self.reaped,
-        );
-        let mut gauge = |name: &str, help: &str, value: i64| {
-            let _ = writeln!(out, "# HELP taskmanager_{name} {help}");
-            let _ = writeln!(out, "# TYPE taskmanager_{name} gauge");
-            let _ = writeln!(out, "taskmanager_{name} {value}");
-        };
-        gauge(
-            "tasks_running",
-            "Handlers running now.",
-            self.running.load(Ordering::Relaxed),
-        );
-        gauge(
-            "status_streams_open",
-            "Status streams open now.",
-            i64::try_from(hub.open_streams()).unwrap_or(i64::MAX),
-        );
-        gauge(
-            "store_up",
-            "1 when the task store answers.",
-            i64::from(self.store_up.load(Ordering::Relaxed)),
-        );
-        gauge(
-            "store_subscription_up",
-            "1 when the task store's event subscription is up and answers PING.",
-            i64::from(self.subscription_up.load(Ordering::Relaxed)),
-        );
-        gauge(
-            "ready",
-            "1 when the server reports SERVING (store reachable, subscription up).",
-            i64::from(self.ready.load(Ordering::Relaxed)),
-        );
-        let _ = writeln!(
-            out,
-            "# HELP taskmanager_grpc_responses_total gRPC calls answered, by method and status \
-             code (a stream counts when it opens or is refused)."
-        );
-        let _ = writeln!(out, "# TYPE taskmanager_grpc_responses_total counter");
-        for ((method, code), count) in self
-            .responses
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .iter()
-        {
-            let code = code_name(tonic::Code::from_i32(*code));
-            let _ = writeln!(
-                out,
-                "taskmanager_grpc_responses_total{{method=\"{method}\",code=\"{code}\"}} {count}"
-            );
+    /// Counts one response of `method` with `code`.
+    pub(crate) fn count_response(&self, method: &'static str, code: tonic::Code) {
+        self.responses
+            .get_or_create(&ResponseLabels {
+                method,
+                code: code_name(code),
+            })
+            .inc();
+    }
+
+    /// Sets the gauges from the process' state and the store's depths (when read).
+    fn refresh(&self, hub: &Hub, depths: Option<&crate::store::Depths>) {
+        let g = &self.gauges;
+        let flag = |value: &AtomicBool| i64::from(value.load(Ordering::Relaxed));
+        g.running.set(self.running.load(Ordering::Relaxed));
+        g.streams
+            .set(i64::try_from(hub.open_streams()).unwrap_or(i64::MAX));
+        g.store_up.set(flag(&self.store_up));
+        g.subscription_up.set(flag(&self.subscription_up));
+        g.ready.set(flag(&self.ready));
+        g.depths_up.set(i64::from(depths.is_some()));
+        if let Some(depths) = depths {
+            let count = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+            for (priority, pending) in [
+                (Priority::low, depths.pending[0]),
+                (Priority::medium, depths.pending[1]),
+                (Priority::high, depths.pending[2]),
+            ] {
+                g.pending
+                    .get_or_create(&PriorityLabels { priority })
+                    .set(count(pending));
+            }
+            g.delayed.set(count(depths.delayed));
+            g.leased.set(count(depths.leased));
+            g.dead.set(count(depths.dead));
         }
+    }
+
+    /// The metrics in the OpenMetrics text format, ending with `# EOF`.
+    pub fn render(&self, hub: &Hub, depths: Option<&crate::store::Depths>) -> String {
+        self.refresh(hub, depths);
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out
     }
 }
 
-/// Serves `GET /metrics` (and `GET /healthz`) on `listener` until `stop` fires.
+/// The exemplar of the current span's trace, when it is sampled.
+pub(crate) fn exemplar(span: &tracing::Span) -> Option<TraceExemplar> {
+    crate::telemetry::trace_id(span).map(|trace_id| TraceExemplar { trace_id })
+}
+
+/// Milliseconds as seconds, never negative (clocks of two machines may disagree).
+pub(crate) fn seconds(ms: i64) -> f64 {
+    Duration::from_millis(u64::try_from(ms).unwrap_or(0)).as_secs_f64()
+}
+
+/// What the HTTP endpoint reads.
+#[derive(Clone)]
+struct Endpoint {
+    metrics: Arc<Metrics>,
+    hub: Hub,
+    store: Arc<dyn Store>,
+}
+
+impl Endpoint {
+    async fn answer(
+        &self,
+        request: &hyper::Request<hyper::body::Incoming>,
+    ) -> hyper::Response<Full<Bytes>> {
+        let text = |status: u16, content_type: &str, body: String| {
+            hyper::Response::builder()
+                .status(status)
+                .header(hyper::header::CONTENT_TYPE, content_type)
+                .body(Full::new(Bytes::from(body)))
+                .unwrap_or_default()
+        };
+        let plain = "text/plain; charset=utf-8";
+        if request.method() != hyper::Method::GET && request.method() != hyper::Method::HEAD {
+            return text(405, plain, "only GET\n".to_owned());
+        }
+        match request.uri().path() {
+            "/metrics" => {
+                let depths = match tokio::time::timeout(DEPTHS_TIMEOUT, self.store.depths()).await {
+                    Ok(Ok(depths)) => Some(depths),
+                    Ok(Err(error)) => {
+                        debug!(%error, "Cannot read the queue depths for a scrape.");
+                        None
+                    }
+                    Err(_) => {
+                        debug!("The store did not answer the queue depths in time.");
+                        None
+                    }
+                };
+                text(
+                    200,
+                    CONTENT_TYPE,
+                    self.metrics.render(&self.hub, depths.as_ref()),
+                )
+            }
+            "/healthz" => text(200, plain, "ok\n".to_owned()),
+            "/readyz" if self.metrics.ready.load(Ordering::Relaxed) => {
+                text(200, plain, "ready\n".to_owned())
+            }
+            "/readyz" => text(
+                503,
+                plain,
+                "not ready: the task store or its event subscription is down\n".to_owned(),
+            ),
+            _ => text(404, plain, "try /metrics\n".to_owned()),
+        }
+    }
+}
+
+/// Serves `/metrics`, `/healthz` and `/readyz` on `listener` until `stop` fires.
 pub(crate) async fn serve(
     listener: TcpListener,
     metrics: Arc<Metrics>,
     hub: Hub,
+    store: Arc<dyn Store>,
     stop: CancellationToken,
 ) {
+    let endpoint = Endpoint {
+        metrics,
+        hub,
+        store,
+    };
     loop {
         let stream = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -235,63 +523,43 @@ pub(crate) async fn serve(
             },
             () = stop.cancelled() => return,
         };
-        let metrics = metrics.clone();
-        let hub = hub.clone();
+        let endpoint = endpoint.clone();
+        let stop = stop.clone();
         tokio::spawn(async move {
-            if let Err(error) = answer(stream, &metrics, &hub).await {
-                debug!(%error, "A metrics request failed.");
+            let service = hyper::service::service_fn(move |request| {
+                let endpoint = endpoint.clone();
+                async move { Ok::<_, Infallible>(endpoint.answer(&request).await) }
+            });
+            let connection = hyper::server::conn::http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(Duration::from_secs(5))
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+            tokio::pin!(connection);
+            tokio::select! {
+                result = connection.as_mut() => {
+                    if let Err(error) = result {
+                        debug!(%error, "A metrics connection failed.");
+                    }
+                }
+                () = stop.cancelled() => connection.as_mut().graceful_shutdown(),
             }
         });
     }
 }
 
-async fn answer(mut stream: TcpStream, metrics: &Metrics, hub: &Hub) -> std::io::Result<()> {
-    let mut request = Vec::with_capacity(512);
-    let mut buffer = [0u8; 1024];
-    let read = async {
-        while !request.windows(4).any(|w| w == b"\r\n\r\n") && request.len() < 8192 {
-            let n = stream.read(&mut buffer).await?;
-            if n == 0 {
-                break;
-            }
-            request.extend_from_slice(&buffer[..n]);
-        }
-        Ok::<_, std::io::Error>(())
-    };
-    tokio::time::timeout(std::time::Duration::from_secs(5), read)
-        .await
-        .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "slow request"))??;
-    let line = request.split(|b| *b == b'\n').next().unwrap_or_default();
-    let (status, content_type, body) = if line.starts_with(b"GET /metrics ") {
-        (
-            "200 OK",
-            "text/plain; version=0.0.4; charset=utf-8",
-            metrics.render(hub),
-        )
-    } else if line.starts_with(b"GET /healthz ") {
-        ("200 OK", "text/plain; charset=utf-8", "ok\n".to_owned())
-    } else if line.starts_with(b"GET /readyz ") {
-        if metrics.ready.load(Ordering::Relaxed) {
-            ("200 OK", "text/plain; charset=utf-8", "ready\n".to_owned())
-        } else {
-            (
-                "503 Service Unavailable",
-                "text/plain; charset=utf-8",
-                "not ready: the task store or its event subscription is down\n".to_owned(),
-            )
-        }
-    } else {
-        (
-            "404 Not Found",
-            "text/plain; charset=utf-8",
-            "try /metrics\n".to_owned(),
-        )
-    };
-    let response = format!(
-        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\
-         Connection: close\r\n\r\n{body}",
-        body.len()
-    );
-    stream.write_all(response.as_bytes()).await?;
-    stream.shutdown().await
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buckets_double() {
+        let bounds: Vec<f64> = doubling(0.001, 4).collect();
+        assert_eq!(bounds, [0.001, 0.002, 0.004, 0.008]);
+    }
+
+    #[test]
+    fn seconds_are_never_negative() {
+        assert_eq!(seconds(-5), 0.0);
+        assert_eq!(seconds(1500), 1.5);
+    }
 }

@@ -143,21 +143,7 @@ impl Settings {
 
 /// The trace destination: the configured endpoint, or the deployed Tempo.
 pub fn trace_settings(stack: &Stack) -> Option<TraceSettings> {
-    let tracing = &stack.observability.tracing;
-    if !tracing.enabled {
-        return None;
-    }
-    let endpoint = tracing.endpoint.clone().unwrap_or_else(|| {
-        format!(
-            "http://{}.{}.svc:4317",
-            stack.object_name("tempo"),
-            stack.namespace
-        )
-    });
-    Some(TraceSettings {
-        endpoint,
-        sampling_ratio: tracing.sampling_ratio,
-    })
+    TraceSettings::from_stack(stack)
 }
 
 #[cfg(test)]

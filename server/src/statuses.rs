@@ -13,6 +13,10 @@
 //! The layer sees the status of every call that ends before its response body starts
 //! (unary calls, and streams refused at open), so `taskmanager_grpc_responses_total` counts
 //! every rejection, whoever made it: validation, limits, the store, or tonic's own decoding.
+//!
+//! Each call of the TaskManager API runs in a server span that continues the caller's trace
+//! (the W3C `traceparent` in its metadata), so that the client's span, this one, the
+//! method's and every attempt of a submitted task share one trace.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -22,6 +26,7 @@ use std::task::{Context, Poll};
 use tonic::{Code, Status};
 use tower_layer::Layer;
 use tower_service::Service;
+use tracing::Instrument;
 
 use crate::metrics::Metrics;
 
@@ -72,25 +77,43 @@ where
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
         let method = method(request.uri().path());
         let metrics = self.metrics.clone();
+        let span = if request.uri().path().starts_with("/proto.TaskManager/") {
+            let span = tracing::info_span!(
+                "grpc",
+                otel.name = format!("proto.TaskManager/{method}"),
+                otel.kind = "server",
+                rpc.system = "grpc",
+                rpc.service = "proto.TaskManager",
+                rpc.method = method,
+            );
+            crate::telemetry::continue_from(&span, request.headers());
+            span
+        } else {
+            // Health checks and reflection: not worth a trace.
+            tracing::Span::none()
+        };
         let response = self.inner.call(request);
-        Box::pin(async move {
-            let mut response = response.await?;
-            let code = match Status::from_header_map(response.headers()) {
-                Some(status) => match corrected(&status) {
-                    Some(better) => {
-                        let headers = response.headers_mut();
-                        headers.remove(Status::GRPC_STATUS);
-                        headers.remove(Status::GRPC_MESSAGE);
-                        let _ = better.add_header(headers);
-                        better.code()
-                    }
-                    None => status.code(),
-                },
-                None => Code::Ok,
-            };
-            metrics.count_response(method, code);
-            Ok(response)
-        })
+        Box::pin(
+            async move {
+                let mut response = response.await?;
+                let code = match Status::from_header_map(response.headers()) {
+                    Some(status) => match corrected(&status) {
+                        Some(better) => {
+                            let headers = response.headers_mut();
+                            headers.remove(Status::GRPC_STATUS);
+                            headers.remove(Status::GRPC_MESSAGE);
+                            let _ = better.add_header(headers);
+                            better.code()
+                        }
+                        None => status.code(),
+                    },
+                    None => Code::Ok,
+                };
+                metrics.count_response(method, code);
+                Ok(response)
+            }
+            .instrument(span),
+        )
     }
 }
 

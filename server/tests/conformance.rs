@@ -730,6 +730,61 @@ async fn unknown_tasks_are_absent(subject: Subject) {
     store.ping().await.expect("ping");
 }
 
+async fn depths_count_each_place_and_claims_say_how_long_they_waited(subject: Subject) {
+    let store = subject.store.as_ref();
+    for (name, priority) in [
+        ("l1", 0),
+        ("l2", 0),
+        ("m1", 1),
+        ("h1", 2),
+        ("h2", 2),
+        ("h3", 2),
+    ] {
+        submit(store, task(name, priority)).await;
+    }
+    submit(
+        store,
+        NewTask {
+            delay: Duration::from_secs(3600),
+            ..task("later", 1)
+        },
+    )
+    .await;
+    let depths = store.depths().await.expect("depths");
+    assert_eq!(
+        (depths.pending, depths.delayed, depths.leased, depths.dead),
+        ([2, 1, 3], 1, 0, 0)
+    );
+
+    // A lower bound only: the claim comes at least this long after the submission.
+    let queued_for = Duration::from_millis(100);
+    tokio::time::sleep(queued_for).await;
+    let claim = store
+        .claim(&token(), LEASE)
+        .await
+        .expect("claim")
+        .expect("a task");
+    assert_eq!(claim.task.priority, 2);
+    assert!(
+        claim.waited >= queued_for - Duration::from_millis(5),
+        "waited {:?}",
+        claim.waited
+    );
+    let depths = store.depths().await.expect("depths");
+    assert_eq!((depths.pending, depths.leased), ([2, 1, 2], 1));
+
+    let plan = RetryPlan {
+        delay: Duration::ZERO,
+        permanent: true,
+    };
+    store
+        .fail(&claim.task.id, &claim.token, "for good", plan)
+        .await
+        .expect("fail");
+    let depths = store.depths().await.expect("depths");
+    assert_eq!((depths.leased, depths.dead), (0, 1));
+}
+
 macro_rules! conformance {
     ($($test:ident),* $(,)?) => {
         mod memory_store {
@@ -771,4 +826,5 @@ conformance!(
     a_cap_on_waiting_tasks_refuses_whole_submissions,
     progress_and_events_are_sequenced,
     unknown_tasks_are_absent,
+    depths_count_each_place_and_claims_say_how_long_they_waited,
 );

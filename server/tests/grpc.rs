@@ -66,23 +66,27 @@ async fn stream(client: &mut TaskManagerClient<Channel>, id: &str) -> Vec<pb::St
     statuses
 }
 
-/// The body of `GET /metrics`.
+/// The body of `GET /metrics`, checked to be OpenMetrics text.
 async fn scrape(addr: std::net::SocketAddr) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut stream = tokio::net::TcpStream::connect(addr)
         .await
         .expect("connect to metrics");
     stream
-        .write_all(b"GET /metrics HTTP/1.1\r\nHost: test\r\n\r\n")
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n")
         .await
         .expect("write");
     let mut response = String::new();
     stream.read_to_string(&mut response).await.expect("read");
-    assert!(response.starts_with("HTTP/1.1 200 OK\r\n"), "{response}");
-    response
-        .split_once("\r\n\r\n")
-        .map(|(_, body)| body.to_owned())
-        .unwrap_or_default()
+    let (head, body) = response.split_once("\r\n\r\n").unwrap_or_default();
+    assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{response}");
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("content-type: application/openmetrics-text; version=1.0.0; charset=utf-8"),
+        "{head}"
+    );
+    assert!(body.ends_with("# EOF\n"), "{body}");
+    body.to_owned()
 }
 
 fn assert_contiguous(statuses: &[pb::StatusResponse]) {
@@ -161,7 +165,17 @@ async fn a_task_is_accepted_run_and_streamed_to_completion() {
         "taskmanager_attempts_started_total 1\n",
         "taskmanager_tasks_completed_total 1\n",
         "taskmanager_tasks_running 0\n",
-        "# TYPE taskmanager_tasks_completed_total counter\n",
+        "# TYPE taskmanager_tasks_completed counter\n",
+        "# TYPE taskmanager_task_queue_wait_seconds histogram\n",
+        "taskmanager_task_queue_wait_seconds_count{priority=\"high\"} 1\n",
+        "taskmanager_task_run_seconds_count{outcome=\"completed\"} 1\n",
+        "taskmanager_task_end_to_end_seconds_count{outcome=\"completed\"} 1\n",
+        // The store's depths, read at the scrape: nothing waits any more.
+        "taskmanager_queue_depths_up 1\n",
+        "taskmanager_queue_pending_tasks{priority=\"low\"} 0\n",
+        "taskmanager_queue_pending_tasks{priority=\"high\"} 0\n",
+        "taskmanager_queue_leased_tasks 0\n",
+        "taskmanager_queue_dead_tasks 0\n",
     ] {
         assert!(metrics.contains(line), "{line:?} in\n{metrics}");
     }

@@ -298,23 +298,7 @@ async fn sigterm_hands_running_tasks_back_and_exits_cleanly() {
 
 /// `GET path` on `addr`; the status code, or 0 when nothing answers.
 fn http_status(addr: std::net::SocketAddr, path: &str) -> u16 {
-    use std::io::{Read, Write};
-    let Ok(mut stream) = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2)) else {
-        return 0;
-    };
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
-    let request = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
-    let mut response = String::new();
-    if stream.write_all(request.as_bytes()).is_err()
-        || stream.read_to_string(&mut response).is_err()
-    {
-        return 0;
-    }
-    response
-        .split(' ')
-        .nth(1)
-        .and_then(|code| code.parse().ok())
-        .unwrap_or(0)
+    support::http_get(addr, path).map_or(0, |(code, _)| code)
 }
 
 /// The gRPC health status of `service`, or `None` when the server does not answer.

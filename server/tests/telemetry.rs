@@ -83,6 +83,9 @@ async fn spans_of_requests_and_tasks_reach_the_otlp_endpoint() {
         }
     })
     .await;
+    let (code, metrics) =
+        support::http_get(server.metrics_addr, "/metrics").expect("the metrics answer");
+    assert_eq!(code, 200, "{metrics}");
     // Shutting down flushes the spans still buffered.
     assert!(server.terminate().expect("exits").success());
 
@@ -136,4 +139,20 @@ async fn spans_of_requests_and_tasks_reach_the_otlp_endpoint() {
         .find(|line| line.contains("Task accepted."))
         .unwrap_or_else(|| panic!("an acceptance log line in\n{logs}"));
     assert!(accepted.contains(&needle), "{accepted}");
+
+    // The latency histograms carry the sampled attempt's trace as an exemplar (OpenMetrics:
+    // `<bucket> <count> # {trace_id="..."} <value>`), for Grafana's metrics-to-trace link.
+    let exemplar = format!(" # {{trace_id=\"{trace_id}\"}} ");
+    for histogram in [
+        "taskmanager_task_queue_wait_seconds_bucket{",
+        "taskmanager_task_run_seconds_bucket{",
+        "taskmanager_task_end_to_end_seconds_bucket{",
+    ] {
+        assert!(
+            metrics
+                .lines()
+                .any(|line| line.starts_with(histogram) && line.contains(&exemplar)),
+            "{histogram} with {exemplar} in\n{metrics}"
+        );
+    }
 }

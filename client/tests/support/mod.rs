@@ -3,6 +3,11 @@
 //! port, and the client binary with its output read line by line. Everything started here
 //! is stopped on drop, and every wait has a deadline. Mirrors `server/tests/support`.
 
+#![allow(
+    dead_code,
+    reason = "each test binary uses a different part of the harness"
+)]
+
 use std::io::{BufRead, BufReader, Read};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};

@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use tokio::sync::broadcast;
 
 use super::{
-    CancelOutcome, Claim, Finish, Promotion, Renewal, Result, RetryPlan, Store, StoreError,
+    CancelOutcome, Claim, Depths, Finish, Promotion, Renewal, Result, RetryPlan, Store, StoreError,
 };
 use crate::task::{NewTask, Notice, Submitted, TaskEvent, TaskRecord, TaskState};
 
@@ -43,6 +43,8 @@ struct Entry {
     pending_score: Option<u64>,
     /// The score it was last queued with: a task handed back returns to that place.
     queue_score: u64,
+    /// When it last became runnable (ms): claims measure the queue wait from it.
+    runnable_at: u64,
     expires_at: Option<u64>,
 }
 
@@ -134,6 +136,7 @@ impl Inner {
             };
             entry.pending_score = Some(score);
             entry.queue_score = score;
+            entry.runnable_at = now_ms();
             self.pending.insert((score, id.to_owned()));
         }
     }
@@ -300,6 +303,7 @@ impl Store for MemoryStore {
                         history: Vec::new(),
                         pending_score: None,
                         queue_score: 0,
+                        runnable_at: 0,
                         expires_at: None,
                     },
                 );
@@ -365,6 +369,7 @@ impl Store for MemoryStore {
             entry.record.state = TaskState::InProgress;
             entry.record.progress = 0;
             entry.record.updated_ms = signed(now);
+            let waited = Duration::from_millis(now.saturating_sub(entry.runnable_at));
             token.clone_into(&mut entry.token);
             inner
                 .leases
@@ -372,7 +377,14 @@ impl Store for MemoryStore {
             let event = inner.emit(&id, false);
             let task = inner.tasks.get(&id).map(|entry| entry.record.clone());
             let token = token.to_owned();
-            (task.map(|task| Claim { task, token }), event)
+            (
+                task.map(|task| Claim {
+                    task,
+                    token,
+                    waited,
+                }),
+                event,
+            )
         };
         self.publish(event);
         Ok(claim)
@@ -651,6 +663,25 @@ impl Store for MemoryStore {
         let before = inner.dead.len();
         inner.dead.retain(|_, at| *at > horizon);
         Ok(before - inner.dead.len())
+    }
+
+    async fn depths(&self) -> Result<Depths> {
+        let inner = self.lock();
+        let mut pending = [0u64; 3];
+        for (score, _) in &inner.pending {
+            // Bands: HIGH first (band 0), then MEDIUM, then LOW.
+            let band = usize::try_from((score.saturating_sub(1)) / BAND)
+                .unwrap_or(2)
+                .min(2);
+            pending[2 - band] += 1;
+        }
+        let count = |n: usize| u64::try_from(n).unwrap_or(u64::MAX);
+        Ok(Depths {
+            pending,
+            delayed: count(inner.delayed.len()),
+            leased: count(inner.leases.len()),
+            dead: count(inner.dead.len()),
+        })
     }
 
     async fn ping(&self) -> Result<()> {

@@ -42,6 +42,9 @@ pub struct Claim {
     pub task: TaskRecord,
     /// Proof of the lease: only this token can renew it or finish the attempt.
     pub token: String,
+    /// How long the task waited runnable (queued, or handed back) before this claim, in the
+    /// store's clock.
+    pub waited: Duration,
 }
 
 /// What renewing a lease found.
@@ -97,6 +100,19 @@ pub struct Promotion {
     pub moved: usize,
     /// Time until the next delayed task is due, if any is waiting.
     pub next_due: Option<Duration>,
+}
+
+/// How many tasks are where, in the whole store.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Depths {
+    /// Waiting to run, by priority: LOW, MEDIUM, HIGH.
+    pub pending: [u64; 3],
+    /// Waiting for a retry or their start time.
+    pub delayed: u64,
+    /// Running under a lease.
+    pub leased: u64,
+    /// Failed for good, kept for the retention.
+    pub dead: u64,
 }
 
 /// A task store. See the module documentation.
@@ -157,6 +173,9 @@ pub trait Store: Send + Sync + 'static {
     /// Checks that the store answers, and tells it that a server is alive (the store uses
     /// the silences between these to tell its own outages).
     async fn ping(&self) -> Result<()>;
+
+    /// How many tasks are where (one consistent reading).
+    async fn depths(&self) -> Result<Depths>;
 
     /// True while notices from other processes arrive (the store's subscription is up).
     fn subscribed(&self) -> bool {

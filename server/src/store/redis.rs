@@ -20,7 +20,7 @@ use tokio_stream::StreamExt;
 use tracing::{info, warn};
 
 use super::{
-    CancelOutcome, Claim, Finish, Promotion, Renewal, Result, RetryPlan, Store, StoreError,
+    CancelOutcome, Claim, Depths, Finish, Promotion, Renewal, Result, RetryPlan, Store, StoreError,
 };
 use crate::task::{NewTask, Notice, Submitted, TaskEvent, TaskRecord, TaskState};
 
@@ -30,6 +30,8 @@ const DENY_OOM: &str = "#!lua\n";
 /// A script that finishes, moves or drains work: allowed when Redis is out of memory, so that
 /// a full Redis still lets running tasks finish and frees memory as they expire.
 const ALLOW_OOM: &str = "#!lua flags=allow-oom\n";
+/// A script that only reads: runs whatever the memory, and on a replica.
+const READ_ONLY: &str = "#!lua flags=no-writes,allow-oom\n";
 
 macro_rules! script {
     ($flags:expr, $file:literal) => {
@@ -58,6 +60,7 @@ struct Scripts {
     promote: Script,
     trim: Script,
     heartbeat: Script,
+    depths: Script,
 }
 
 impl Scripts {
@@ -77,6 +80,7 @@ impl Scripts {
             promote: script!(ALLOW_OOM, "lua/promote.lua"),
             trim: script!(ALLOW_OOM, "lua/trim.lua"),
             heartbeat: script!(ALLOW_OOM, "lua/heartbeat.lua"),
+            depths: script!(READ_ONLY, "lua/depths.lua"),
         }
     }
 }
@@ -448,10 +452,20 @@ impl Store for RedisStore {
             .map_err(map_err)?;
         match flat {
             None => Ok(None),
-            Some(flat) => Ok(Some(Claim {
-                task: parse_task(pairs(flat))?,
-                token: token.to_owned(),
-            })),
+            Some(flat) => {
+                let fields = pairs(flat);
+                let runnable_ms = fields
+                    .iter()
+                    .find(|(name, _)| name == "runnable_ms")
+                    .and_then(|(_, value)| std::str::from_utf8(value).ok()?.parse::<i64>().ok());
+                let task = parse_task(fields)?;
+                let waited = runnable_ms.map_or(0, |at| task.updated_ms.saturating_sub(at));
+                Ok(Some(Claim {
+                    task,
+                    token: token.to_owned(),
+                    waited: Duration::from_millis(u64::try_from(waited).unwrap_or(0)),
+                }))
+            }
         }
     }
 
@@ -652,6 +666,29 @@ impl Store for RedisStore {
                 map_err(error)
             });
         pong.map(drop)
+    }
+
+    async fn depths(&self) -> Result<Depths> {
+        let counts: Vec<u64> = self
+            .scripts
+            .depths
+            .prepare_invoke()
+            .arg(&self.prefix)
+            .invoke_async(&mut self.conn())
+            .await
+            .map_err(map_err)?;
+        match counts.as_slice() {
+            [low, medium, high, delayed, leased, dead] => Ok(Depths {
+                pending: [*low, *medium, *high],
+                delayed: *delayed,
+                leased: *leased,
+                dead: *dead,
+            }),
+            _ => Err(StoreError::Corrupt(format!(
+                "depths.lua answered {} counts instead of 6",
+                counts.len()
+            ))),
+        }
     }
 
     fn subscribed(&self) -> bool {

@@ -20,7 +20,9 @@ use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, info, warn};
 
 use crate::hub::Hub;
-use crate::metrics::{Metrics, inc};
+use crate::metrics::{
+    Metrics, Outcome, OutcomeLabels, Priority, PriorityLabels, exemplar, inc, seconds,
+};
 use crate::store::{Claim, Finish, Renewal, RetryPlan, Store, StoreError};
 use handler::{HandlerError, Registry, TaskContext};
 
@@ -102,6 +104,12 @@ struct Worker {
     metrics: Arc<Metrics>,
 }
 
+/// When an attempt started, and when its task was accepted (ms since the epoch).
+struct Timing {
+    started: std::time::Instant,
+    created_ms: i64,
+}
+
 /// How a run ended, as the worker saw it.
 enum Ending {
     Finished(Result<String, HandlerError>),
@@ -140,6 +148,12 @@ impl Worker {
                     if let Some(trace_id) = crate::telemetry::trace_id(&span) {
                         span.record("trace_id", trace_id.as_str());
                     }
+                    self.metrics
+                        .queue_wait
+                        .get_or_create(&PriorityLabels {
+                            priority: Priority::of(claim.task.priority),
+                        })
+                        .observe(claim.waited.as_secs_f64(), exemplar(&span), None);
                     self.execute(claim).instrument(span).await;
                     self.metrics
                         .running
@@ -195,17 +209,19 @@ impl Worker {
     }
 
     async fn execute(&self, claim: Claim) {
-        let Claim { task, token } = claim;
+        let Claim { task, token, .. } = claim;
         let task_id = task.id.clone();
         let attempt = task.attempt;
+        let created_ms = task.created_ms;
         let Some(handler) = self.registry.get(&task.kind) else {
             let error = format!("no handler for task kind {:?}", task.kind);
-            self.fail_permanently(&task_id, &token, &error).await;
+            self.fail_permanently(&task_id, &token, &error, None).await;
             return;
         };
         debug!(task_id, attempt, worker = self.index, "Running task.");
         let cancel = CancellationToken::new();
         let _running = self.hub.running(&token, cancel.clone());
+        let started = std::time::Instant::now();
         let context = TaskContext::new(task, self.store.clone(), token.clone(), cancel.clone());
         let run = handler.run(&context);
         tokio::pin!(run);
@@ -240,6 +256,10 @@ impl Worker {
                 }
             }
         };
+        let timing = Timing {
+            started,
+            created_ms,
+        };
         let ending = match (stopping, result) {
             (Some(Ending::LeaseLost), _) => Ending::LeaseLost,
             (Some(reason), Err(HandlerError::Cancelled)) => reason,
@@ -247,6 +267,7 @@ impl Worker {
         };
         match ending {
             Ending::LeaseLost => {
+                self.observe_run(Outcome::stale, &timing);
                 warn!(
                     task_id,
                     attempt, "Lease lost while running; the task was taken back."
@@ -260,7 +281,7 @@ impl Worker {
                 let done = self
                     .report(&task_id, || self.store.release(&task_id, &token))
                     .await;
-                self.count(done, &self.metrics.released);
+                self.count(done, &self.metrics.released, Outcome::released, &timing);
             }
             Ending::Cancelled | Ending::Finished(Err(HandlerError::Cancelled)) => {
                 let reason = "cancelled while running";
@@ -269,13 +290,13 @@ impl Worker {
                         self.store.finish_cancelled(&task_id, &token, reason)
                     })
                     .await;
-                self.count(done, &self.metrics.cancelled);
+                self.count(done, &self.metrics.cancelled, Outcome::cancelled, &timing);
             }
             Ending::Finished(Ok(result)) => {
                 let done = self
                     .report(&task_id, || self.store.complete(&task_id, &token, &result))
                     .await;
-                self.count(done, &self.metrics.completed);
+                self.count(done, &self.metrics.completed, Outcome::completed, &timing);
             }
             Ending::Finished(Err(HandlerError::Failed(error))) => {
                 let plan = RetryPlan {
@@ -285,16 +306,24 @@ impl Worker {
                 let done = self
                     .report(&task_id, || self.store.fail(&task_id, &token, &error, plan))
                     .await;
-                self.count(done, &self.metrics.failed);
+                self.count(done, &self.metrics.failed, Outcome::failed, &timing);
             }
             Ending::Finished(Err(HandlerError::Permanent(error))) => {
-                self.fail_permanently(&task_id, &token, &error).await;
+                self.fail_permanently(&task_id, &token, &error, Some(&timing))
+                    .await;
             }
         }
     }
 
-    /// Fails the attempt for good: no further attempt, whatever is left.
-    async fn fail_permanently(&self, task_id: &str, token: &str, error: &str) {
+    /// Fails the attempt for good: no further attempt, whatever is left. `timing` is the
+    /// attempt's, when a handler ran.
+    async fn fail_permanently(
+        &self,
+        task_id: &str,
+        token: &str,
+        error: &str,
+        timing: Option<&Timing>,
+    ) {
         let plan = RetryPlan {
             delay: Duration::ZERO,
             permanent: true,
@@ -302,18 +331,70 @@ impl Worker {
         let done = self
             .report(task_id, || self.store.fail(task_id, token, error, plan))
             .await;
-        self.count(done, &self.metrics.failed);
-    }
-
-    /// Counts a recorded outcome: `Done` in `counter`, a retry, or a stale report.
-    fn count(&self, finish: Option<Finish>, counter: &std::sync::atomic::AtomicU64) {
-        match finish {
-            Some(Finish::Done) => inc(counter),
-            Some(Finish::Retrying) => inc(&self.metrics.retried),
-            Some(Finish::Cancelled) => inc(&self.metrics.cancelled),
-            Some(Finish::Stale) => inc(&self.metrics.stale),
+        match timing {
+            Some(timing) => self.count(done, &self.metrics.failed, Outcome::failed, timing),
+            None if done == Some(Finish::Done) => inc(&self.metrics.failed),
             None => {}
         }
+    }
+
+    /// Counts a recorded outcome (`Done` in `counter` as `outcome`, a retry, or a stale
+    /// report) and observes the attempt's run time, and for an ending its time end to end.
+    fn count(
+        &self,
+        finish: Option<Finish>,
+        counter: &prometheus_client::metrics::counter::Counter,
+        outcome: Outcome,
+        timing: &Timing,
+    ) {
+        let outcome = match finish {
+            Some(Finish::Done) => {
+                inc(counter);
+                outcome
+            }
+            Some(Finish::Retrying) => {
+                inc(&self.metrics.retried);
+                Outcome::retried
+            }
+            Some(Finish::Cancelled) => {
+                inc(&self.metrics.cancelled);
+                Outcome::cancelled
+            }
+            Some(Finish::Stale) => {
+                inc(&self.metrics.stale);
+                Outcome::stale
+            }
+            None => return,
+        };
+        self.observe_run(outcome, timing);
+        if matches!(
+            outcome,
+            Outcome::completed | Outcome::failed | Outcome::cancelled
+        ) {
+            let now_ms = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+            self.metrics
+                .end_to_end
+                .get_or_create(&OutcomeLabels { outcome })
+                .observe(
+                    seconds(now_ms.saturating_sub(timing.created_ms)),
+                    exemplar(&tracing::Span::current()),
+                    None,
+                );
+        }
+    }
+
+    /// Observes how long the attempt ran.
+    fn observe_run(&self, outcome: Outcome, timing: &Timing) {
+        self.metrics
+            .run_time
+            .get_or_create(&OutcomeLabels { outcome })
+            .observe(
+                timing.started.elapsed().as_secs_f64(),
+                exemplar(&tracing::Span::current()),
+                None,
+            );
     }
 
     /// Reports an outcome, retrying while the store does not answer: the report is guarded

@@ -387,6 +387,23 @@ pub(crate) async fn client(addr: SocketAddr) -> TaskManagerClient<Channel> {
 
 /// The repository root (the server finds no `stack.yaml` there: tests pass settings
 /// explicitly).
+/// `GET path` on `addr` over HTTP/1.1: the status code and the body, or `None` when the
+/// server does not answer within 2 s.
+pub(crate) fn http_get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
+    use std::io::{Read, Write};
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    let request = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    let code = response.split(' ').nth(1)?.parse().ok()?;
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_owned())?;
+    Some((code, body))
+}
+
 pub(crate) fn repo() -> &'static Path {
     Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
 }

@@ -31,11 +31,12 @@ local function task_key(id) return P .. 'task:' .. id end
 -- Puts a task in the pending set: higher priority first, then first in, first out.
 -- A band of 2^40 per priority keeps every score an exact integer in a double. The score is
 -- kept in the task (`qscore`), so that a task handed back on shutdown returns to the place
--- it was taken from, ahead of everything queued after it.
+-- it was taken from, ahead of everything queued after it. `runnable_ms` records when it
+-- became runnable: a claim measures the queue wait from it.
 local function enqueue(id, priority)
   local score = (2 - tonumber(priority)) * 1099511627776 + redis.call('INCR', P .. 'enqueued')
   redis.call('ZADD', P .. 'tasks', score, id)
-  redis.call('HSET', task_key(id), 'qscore', score)
+  redis.call('HSET', task_key(id), 'qscore', score, 'runnable_ms', now_ms())
 end
 
 -- Records the task's current state as its next event: bumps its sequence number, updates the
@@ -95,7 +96,8 @@ local function hand_back(id, retention_ms)
     return
   end
   redis.call('HINCRBY', key, 'attempt', -1)
-  redis.call('HSET', key, 'state', 'QUEUED', 'token', '', 'progress', 0, 'updated_ms', now)
+  redis.call('HSET', key, 'state', 'QUEUED', 'token', '', 'progress', 0, 'updated_ms', now,
+    'runnable_ms', now)
   redis.call('ZREM', P .. 'leases', id)
   local score = tonumber(h[4]) or (2 - tonumber(h[1])) * 1099511627776
   redis.call('ZADD', P .. 'tasks', score, id)
