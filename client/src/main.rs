@@ -169,7 +169,7 @@ async fn real_main(args: Args) -> Result<u8, Failure> {
     // Spans go where the server's go (observability.tracing), as service taskmanager-client;
     // the client's own log lines are warnings on stderr.
     let telemetry = taskmanager_telemetry::init(
-        "taskmanager-client",
+        taskmanager_telemetry::CLIENT_SERVICE,
         LogLevel::Warn,
         LogFormat::Text,
         TraceSettings::from_stack(&stack).as_ref(),

@@ -8,96 +8,10 @@
 mod support;
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
-    TraceService, TraceServiceServer,
-};
-use opentelemetry_proto::tonic::collector::trace::v1::{
-    ExportTraceServiceRequest, ExportTraceServiceResponse,
-};
-use opentelemetry_proto::tonic::common::v1::any_value::Value;
 use support::{ClientProcess, Redis, ServerProcess};
-
-/// An OTLP trace receiver, as Tempo implements it: keeps every export.
-#[derive(Clone, Default)]
-struct Collector(Arc<Mutex<Vec<ExportTraceServiceRequest>>>);
-
-#[tonic::async_trait]
-impl TraceService for Collector {
-    async fn export(
-        &self,
-        request: tonic::Request<ExportTraceServiceRequest>,
-    ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
-        self.0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .push(request.into_inner());
-        Ok(tonic::Response::new(ExportTraceServiceResponse {
-            partial_success: None,
-        }))
-    }
-}
-
-/// One exported span, flattened.
-#[derive(Clone, Debug)]
-struct Span {
-    service: String,
-    name: String,
-    trace_id: String,
-    span_id: String,
-    parent: String,
-    task_id: Option<String>,
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn spans(collector: &Collector) -> Vec<Span> {
-    let exports = collector
-        .0
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .clone();
-    let text = |value: &Option<opentelemetry_proto::tonic::common::v1::AnyValue>| match value
-        .as_ref()
-        .and_then(|v| v.value.as_ref())
-    {
-        Some(Value::StringValue(text)) => Some(text.clone()),
-        _ => None,
-    };
-    let mut out = Vec::new();
-    for export in exports {
-        for resource in export.resource_spans {
-            let service = resource
-                .resource
-                .iter()
-                .flat_map(|r| &r.attributes)
-                .find(|a| a.key == "service.name")
-                .and_then(|a| text(&a.value))
-                .unwrap_or_default();
-            for scope in resource.scope_spans {
-                for span in scope.spans {
-                    out.push(Span {
-                        service: service.clone(),
-                        name: span.name.clone(),
-                        trace_id: hex(&span.trace_id),
-                        span_id: hex(&span.span_id),
-                        parent: hex(&span.parent_span_id),
-                        task_id: span
-                            .attributes
-                            .iter()
-                            .find(|a| a.key == "task_id")
-                            .and_then(|a| text(&a.value)),
-                    });
-                }
-            }
-        }
-    }
-    out
-}
+use taskmanager_telemetry::collector::{Collector, ExportedSpan};
 
 /// Runs `submit` with the client's tracing at `ratio`; returns the task id.
 fn submit(server: &ServerProcess, endpoint: &str, ratio: &str) -> String {
@@ -138,16 +52,7 @@ fn submit(server: &ServerProcess, endpoint: &str, ratio: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_trace_runs_from_the_client_to_the_worker() {
-    let collector = Collector::default();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let endpoint = format!("http://{}", listener.local_addr().expect("address"));
-    tokio::spawn(
-        tonic::transport::Server::builder()
-            .add_service(TraceServiceServer::new(collector.clone()))
-            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
-    );
+    let (collector, endpoint) = Collector::start().await.expect("a collector");
 
     let redis = Redis::start();
     let endpoint_set = format!("observability.tracing.endpoint={endpoint}");
@@ -172,13 +77,13 @@ async fn one_trace_runs_from_the_client_to_the_worker() {
     assert!(server.terminate().success(), "{}", server.log());
     let log = server.log();
 
-    let spans = spans(&collector);
+    let spans = collector.spans();
     let client_span = spans
         .iter()
         .find(|s| s.service == "taskmanager-client" && s.name == "submit")
         .unwrap_or_else(|| panic!("the client's submit span in {spans:#?}"));
-    assert_eq!(client_span.task_id.as_deref(), Some(sampled.as_str()));
-    let trace: Vec<&Span> = spans
+    assert_eq!(client_span.attributes.get("task_id"), Some(&sampled));
+    let trace: Vec<&ExportedSpan> = spans
         .iter()
         .filter(|s| s.trace_id == client_span.trace_id)
         .collect();
@@ -206,12 +111,12 @@ async fn one_trace_runs_from_the_client_to_the_worker() {
         .iter()
         .find(|s| s.name == "task")
         .expect("the attempt");
-    assert_eq!(attempt.task_id.as_deref(), Some(sampled.as_str()));
+    assert_eq!(attempt.attributes.get("task_id"), Some(&sampled));
 
     // Nothing of the unsampled task was exported, by either side.
-    let leaked: Vec<&Span> = spans
+    let leaked: Vec<&ExportedSpan> = spans
         .iter()
-        .filter(|s| s.task_id.as_deref() == Some(unsampled.as_str()))
+        .filter(|s| s.attributes.get("task_id") == Some(&unsampled))
         .collect();
     assert!(leaked.is_empty(), "unsampled spans exported: {leaked:#?}");
 

@@ -121,7 +121,7 @@ fn main() -> ExitCode {
 
 async fn run(settings: Settings) -> Result<(), Box<dyn std::error::Error>> {
     let telemetry = taskmanager_server::telemetry::init(
-        "taskmanager-server",
+        taskmanager_server::telemetry::SERVER_SERVICE,
         settings.log_level,
         settings.log_format,
         settings.traces.as_ref(),

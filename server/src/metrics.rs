@@ -109,6 +109,15 @@ struct ResponseLabels {
 
 type Histogram = HistogramWithExemplars<TraceExemplar>;
 
+/// The methods of the TaskManager API, as the `method` label names them.
+pub(crate) const API_METHODS: [&str; 5] = [
+    "SubmitTask",
+    "StreamTaskStatus",
+    "SubmitTasks",
+    "GetTask",
+    "CancelTask",
+];
+
 /// Bucket bounds, in seconds: `start`, doubling, `count` of them.
 fn doubling(start: f64, count: u16) -> impl Iterator<Item = f64> {
     (0..count).map(move |i| start * 2f64.powi(i32::from(i)))
@@ -247,6 +256,7 @@ impl Default for Metrics {
             registry: Registry::with_prefix("taskmanager"),
         };
         metrics.register();
+        metrics.create_series();
         metrics
     }
 }
@@ -257,56 +267,56 @@ impl Metrics {
     fn register(&mut self) {
         let r = &mut self.registry;
         let counters = [
-            ("tasks_submitted", "Tasks accepted.", &self.submitted),
+            ("tasks_submitted", "Tasks accepted", &self.submitted),
             (
                 "tasks_deduplicated",
-                "Submissions answered with an earlier task.",
+                "Submissions answered with an earlier task",
                 &self.deduplicated,
             ),
             (
                 "requests_invalid",
-                "Requests rejected as invalid.",
+                "Requests rejected as invalid",
                 &self.invalid_requests,
             ),
             (
                 "requests_unavailable",
-                "Requests failed because the store was unavailable.",
+                "Requests failed because the store was unavailable",
                 &self.unavailable,
             ),
             (
                 "requests_exhausted",
-                "Requests refused with RESOURCE_EXHAUSTED: a server limit or a full store.",
+                "Requests refused with RESOURCE_EXHAUSTED: a server limit or a full store",
                 &self.exhausted,
             ),
-            ("attempts_started", "Attempts started.", &self.attempts),
-            ("tasks_completed", "Tasks completed.", &self.completed),
+            ("attempts_started", "Attempts started", &self.attempts),
+            ("tasks_completed", "Tasks completed", &self.completed),
             (
                 "attempts_retried",
-                "Failed attempts that will be retried.",
+                "Failed attempts that will be retried",
                 &self.retried,
             ),
-            ("tasks_failed", "Tasks that failed for good.", &self.failed),
+            ("tasks_failed", "Tasks that failed for good", &self.failed),
             (
                 "tasks_cancelled",
-                "Tasks cancelled while running.",
+                "Tasks cancelled while running",
                 &self.cancelled,
             ),
             (
                 "tasks_released",
-                "Tasks handed back to the queue on shutdown.",
+                "Tasks handed back to the queue on shutdown",
                 &self.released,
             ),
             (
                 "outcomes_stale",
-                "Outcomes rejected because the lease was lost.",
+                "Outcomes rejected because the lease was lost",
                 &self.stale,
             ),
             (
                 "claims_handed_back",
-                "Tasks handed back after a claim whose answer was lost.",
+                "Tasks handed back after a claim whose answer was lost",
                 &self.unclaimed,
             ),
-            ("leases_reaped", "Expired leases taken back.", &self.reaped),
+            ("leases_reaped", "Expired leases taken back", &self.reaped),
         ];
         for (name, help, counter) in counters {
             r.register(name, help, counter.clone());
@@ -314,63 +324,59 @@ impl Metrics {
         r.register(
             "grpc_responses",
             "gRPC calls answered, by method and status code (a stream counts when it opens or \
-             is refused).",
+             is refused)",
             self.responses.clone(),
         );
         r.register(
             "task_queue_wait_seconds",
-            "From a task becoming runnable to a worker claiming it, by priority.",
+            "From a task becoming runnable to a worker claiming it, by priority",
             self.queue_wait.clone(),
         );
         r.register(
             "task_run_seconds",
-            "How long attempts ran, by how they ended.",
+            "How long attempts ran, by how they ended",
             self.run_time.clone(),
         );
         r.register(
             "task_end_to_end_seconds",
-            "From acceptance to the end of the task's last attempt, by outcome.",
+            "From acceptance to the end of the task's last attempt, by outcome",
             self.end_to_end.clone(),
         );
         let g = &self.gauges;
         let gauges = [
-            ("tasks_running", "Handlers running now.", &g.running),
-            (
-                "status_streams_open",
-                "Status streams open now.",
-                &g.streams,
-            ),
-            ("store_up", "1 when the task store answers.", &g.store_up),
+            ("tasks_running", "Handlers running now", &g.running),
+            ("status_streams_open", "Status streams open now", &g.streams),
+            ("store_up", "1 when the task store answers", &g.store_up),
             (
                 "store_subscription_up",
-                "1 when the task store's event subscription is up and answers PING.",
+                "1 when the task store's event subscription is up and answers PING",
                 &g.subscription_up,
             ),
             (
                 "ready",
-                "1 when the server reports SERVING (store reachable, subscription up).",
+                "1 when the server reports SERVING (store reachable, subscription up)",
                 &g.ready,
             ),
             (
                 "queue_delayed_tasks",
                 "Tasks waiting for a retry or their start time, in the whole store (the same on \
-                 every replica).",
+                 every replica)",
                 &g.delayed,
             ),
             (
                 "queue_leased_tasks",
-                "Tasks running under a lease, in the whole store (the same on every replica).",
+                "Tasks running under a lease, in the whole store (the same on every replica)",
                 &g.leased,
             ),
             (
                 "queue_dead_tasks",
                 "Tasks that failed for good and are kept for the retention, in the whole store \
-                 (the same on every replica).",
+                 (the same on every replica)",
                 &g.dead,
             ),
             (
                 "queue_depths_up",
-                "1 when the last scrape could read the store's queue depths.",
+                "1 when the last scrape could read the store's queue depths",
                 &g.depths_up,
             ),
         ];
@@ -379,9 +385,39 @@ impl Metrics {
         }
         r.register(
             "queue_pending_tasks",
-            "Tasks waiting to run, by priority, in the whole store (the same on every replica).",
+            "Tasks waiting to run, by priority, in the whole store (the same on every replica)",
             g.pending.clone(),
         );
+    }
+
+    /// Creates the series of every label value known in advance, so that a query finds a
+    /// zero before the first event instead of nothing.
+    fn create_series(&self) {
+        for priority in [Priority::low, Priority::medium, Priority::high] {
+            let _ = self.queue_wait.get_or_create(&PriorityLabels { priority });
+            let _ = self
+                .gauges
+                .pending
+                .get_or_create(&PriorityLabels { priority });
+        }
+        for outcome in [
+            Outcome::completed,
+            Outcome::retried,
+            Outcome::failed,
+            Outcome::cancelled,
+            Outcome::released,
+            Outcome::stale,
+        ] {
+            let _ = self.run_time.get_or_create(&OutcomeLabels { outcome });
+        }
+        for outcome in [Outcome::completed, Outcome::failed, Outcome::cancelled] {
+            let _ = self.end_to_end.get_or_create(&OutcomeLabels { outcome });
+        }
+        for method in API_METHODS {
+            let _ = self
+                .responses
+                .get_or_create(&ResponseLabels { method, code: "OK" });
+        }
     }
 
     /// Counts one response of `method` with `code`.

@@ -3,49 +3,14 @@
 
 mod support;
 
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
-    TraceService, TraceServiceServer,
-};
-use opentelemetry_proto::tonic::collector::trace::v1::{
-    ExportTraceServiceRequest, ExportTraceServiceResponse,
-};
 use taskmanager_proto::pb;
-use tonic::{Request, Response, Status};
-
-#[derive(Clone, Default)]
-struct Collector(Arc<Mutex<Vec<ExportTraceServiceRequest>>>);
-
-#[tonic::async_trait]
-impl TraceService for Collector {
-    async fn export(
-        &self,
-        request: Request<ExportTraceServiceRequest>,
-    ) -> Result<Response<ExportTraceServiceResponse>, Status> {
-        self.0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .push(request.into_inner());
-        Ok(Response::new(ExportTraceServiceResponse {
-            partial_success: None,
-        }))
-    }
-}
+use taskmanager_telemetry::collector::Collector;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn spans_of_requests_and_tasks_reach_the_otlp_endpoint() {
-    let collector = Collector::default();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let endpoint = format!("http://{}", listener.local_addr().expect("address"));
-    tokio::spawn(
-        tonic::transport::Server::builder()
-            .add_service(TraceServiceServer::new(collector.clone()))
-            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
-    );
+    let (collector, endpoint) = Collector::start().await.expect("a collector");
 
     let redis = support::Redis::start();
     let mut sets = support::fast_sets(&redis);
@@ -89,49 +54,22 @@ async fn spans_of_requests_and_tasks_reach_the_otlp_endpoint() {
     // Shutting down flushes the spans still buffered.
     assert!(server.terminate().expect("exits").success());
 
-    let exports = collector
-        .0
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .clone();
-    let mut names = Vec::new();
-    let mut traces = std::collections::HashMap::new();
-    for export in &exports {
-        for resource in &export.resource_spans {
-            let service = resource
-                .resource
-                .as_ref()
-                .and_then(|r| r.attributes.iter().find(|a| a.key == "service.name"))
-                .and_then(|a| a.value.as_ref())
-                .map(|v| format!("{:?}", v.value));
-            assert!(
-                service
-                    .as_deref()
-                    .is_some_and(|s| s.contains("taskmanager-server")),
-                "{service:?}"
-            );
-            for scope in &resource.scope_spans {
-                for span in &scope.spans {
-                    names.push(span.name.clone());
-                    traces.insert(span.name.clone(), span.trace_id.clone());
-                }
-            }
-        }
+    let spans = collector.spans();
+    for span in &spans {
+        assert_eq!(span.service, "taskmanager-server", "{span:?}");
     }
-    assert!(names.contains(&"SubmitTask".to_owned()), "{names:?}");
-    assert!(names.contains(&"task".to_owned()), "{names:?}");
+    let trace_of = |name: &str| {
+        spans
+            .iter()
+            .find(|span| span.name == name)
+            .map(|span| span.trace_id.clone())
+            .unwrap_or_else(|| panic!("a {name} span in {spans:#?}"))
+    };
     // The attempt joins the trace of the call that submitted the task.
-    assert_eq!(
-        traces.get("task"),
-        traces.get("SubmitTask"),
-        "one trace from submit to run"
-    );
+    let trace_id = trace_of("SubmitTask");
+    assert_eq!(trace_of("task"), trace_id, "one trace from submit to run");
 
     // Its log lines carry the trace id, as Grafana's Loki datasource expects to find it.
-    let trace_id: String = traces["SubmitTask"]
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
     let logs = std::fs::read_to_string(&log).expect("the server log");
     let needle = format!("\"trace_id\":\"{trace_id}\"");
     let accepted = logs

@@ -312,6 +312,10 @@ fn ratios(stack: &Stack, out: &mut Vec<Diagnostic>) {
             "observability.tracing.sampling_ratio",
             stack.observability.tracing.sampling_ratio,
         ),
+        (
+            "observability.prometheus.alerts.error_ratio",
+            stack.observability.prometheus.alerts.error_ratio,
+        ),
     ] {
         if !(0.0..=1.0).contains(&value) {
             out.push(Diagnostic::error(

@@ -16,6 +16,82 @@ pub(crate) const PORTS: [(&str, u16); 9] = [
     ("alloy", 12345),
 ];
 
+/// A label the log shippers put on every log line, from the pod's Kubernetes metadata.
+struct LogLabel {
+    /// The Loki label.
+    label: &'static str,
+    /// The discovery meta labels it is made of, joined with `;`.
+    sources: &'static [&'static str],
+    /// What the joined sources must match (anchored), and what the label becomes.
+    regex: &'static str,
+    replacement: &'static str,
+    /// The span attribute (resource or span) with the same value, for Grafana's traces-to-logs
+    /// query.
+    span_attribute: Option<&'static str>,
+}
+
+/// The labels of every log line, stated once: the shippers (Alloy, Promtail) write their
+/// relabelling rules from this, and Grafana's Tempo datasource its traces-to-logs tags.
+/// `service_name` is `<part-of>-<name>` of the pod (`taskmanager-server`), which is the
+/// OpenTelemetry `service.name` of the server and the client; Loki keeps a `service_name`
+/// label it is given instead of guessing one.
+const LOG_LABELS: [LogLabel; 5] = [
+    LogLabel {
+        label: "namespace",
+        sources: &["__meta_kubernetes_namespace"],
+        regex: "(.*)",
+        replacement: "$1",
+        span_attribute: None,
+    },
+    LogLabel {
+        label: "pod",
+        sources: &["__meta_kubernetes_pod_name"],
+        regex: "(.*)",
+        replacement: "$1",
+        span_attribute: None,
+    },
+    LogLabel {
+        label: "container",
+        sources: &["__meta_kubernetes_pod_container_name"],
+        regex: "(.*)",
+        replacement: "$1",
+        span_attribute: None,
+    },
+    LogLabel {
+        label: "app",
+        sources: &["__meta_kubernetes_pod_label_app_kubernetes_io_name"],
+        regex: "(.*)",
+        replacement: "$1",
+        span_attribute: None,
+    },
+    LogLabel {
+        label: "service_name",
+        sources: &[
+            "__meta_kubernetes_pod_label_app_kubernetes_io_part_of",
+            "__meta_kubernetes_pod_label_app_kubernetes_io_name",
+        ],
+        regex: "(.+);(.+)",
+        replacement: "$1-$2",
+        span_attribute: Some("service.name"),
+    },
+];
+
+/// [`LOG_LABELS`] for templates.
+fn log_labels() -> Value {
+    LOG_LABELS
+        .iter()
+        .map(|l| {
+            json!({
+                "label": l.label,
+                "sources": l.sources,
+                "regex": l.regex,
+                "replacement": l.replacement,
+                "span_attribute": l.span_attribute,
+            })
+        })
+        .collect()
+}
+
 /// The components with an object name of their own.
 const COMPONENTS: [&str; 10] = [
     "server",
@@ -104,6 +180,7 @@ pub(crate) fn build(stack: &Stack) -> Value {
         "grace_seconds": grace,
         "redis_maxmemory": stack.redis.maxmemory_bytes(),
         "addresses": addresses(stack),
+        "log_labels": log_labels(),
         "configs": {},
         "checksums": {},
         "resources": [],

@@ -440,6 +440,15 @@ fn dialled(stack: &Stack, rendered: &Rendered) -> Vec<(String, String)> {
                     );
                 }
             }
+            "configs/tempo.yaml" => {
+                let generator = &doc["metrics_generator"]["storage"]["remote_write"];
+                for target in generator.as_array().into_iter().flatten() {
+                    out.extend(
+                        strings([&target["url"]].into_iter())
+                            .map(|u| ("Tempo's metrics generator".to_owned(), u)),
+                    );
+                }
+            }
             "configs/grafana-datasources.yaml" => {
                 for source in doc["datasources"].as_array().into_iter().flatten() {
                     let who = format!(

@@ -98,6 +98,11 @@ fn selected(stack: &Stack) -> Vec<(&'static str, &'static str)> {
         "configs/prometheus.yml",
         "configs/prometheus.yml",
     );
+    add(
+        o.prometheus.enabled && o.prometheus.alerts.enabled,
+        "configs/alerts.yml",
+        "configs/alerts.yml",
+    );
     add(o.loki.enabled, "configs/loki.yaml", "configs/loki.yaml");
     add(
         logs_to(Promtail),

@@ -190,7 +190,7 @@ fn retargeting_the_tag_changes_only_image_references_and_version_labels() {
     assert!(server.contains("image: \"localhost:5000/taskmanager-server:2.0.0-rc.1\""));
     assert!(server.contains("\"app.kubernetes.io/version\": \"2.0.0-rc.1\""));
     // Third-party components keep their own versions.
-    assert!(new.files["k8s/loki.yaml"].contains("\"app.kubernetes.io/version\": \"3.6.0\""));
+    assert!(new.files["k8s/loki.yaml"].contains("\"app.kubernetes.io/version\": \"3.6.15\""));
 }
 
 #[test]

@@ -351,7 +351,7 @@ fn render_writes_checks_and_keeps_the_old_output_on_failure() {
     let output = run(&dir.0, &["render", "--out", "out"], &[]);
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
     assert!(
-        stdout(&output).starts_with("rendered 24 files into out"),
+        stdout(&output).starts_with("rendered 25 files into out"),
         "{}",
         stdout(&output)
     );
@@ -360,7 +360,7 @@ fn render_writes_checks_and_keeps_the_old_output_on_failure() {
 
     let output = run(&dir.0, &["render", "--out", "out", "--check"], &[]);
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
-    assert_eq!(stdout(&output), "out: up to date (24 files)\n");
+    assert_eq!(stdout(&output), "out: up to date (25 files)\n");
 
     // A change in stack.yaml makes the output stale; --check shows the diff.
     let output = run(

@@ -7,6 +7,9 @@
 //! ([`set_parent`]). A trace id is only shown ([`trace_id`]) for a sampled span: a log line
 //! or an exemplar never links to a trace that was not exported.
 
+#[cfg(feature = "collector")]
+pub mod collector;
+
 use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator};
 use opentelemetry::trace::{TraceContextExt, TracerProvider as _};
 use opentelemetry_otlp::WithExportConfig;
@@ -19,6 +22,14 @@ use tracing_opentelemetry::OpenTelemetrySpanExt;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
+
+/// The OpenTelemetry `service.name` of the server. The log shippers label the server pods'
+/// lines with the same `service_name` (`<part-of>-<name>` of the pod), which is what
+/// Grafana's traces-to-logs query looks for.
+pub const SERVER_SERVICE: &str = "taskmanager-server";
+
+/// The OpenTelemetry `service.name` of the client (see [`SERVER_SERVICE`]).
+pub const CLIENT_SERVICE: &str = "taskmanager-client";
 
 /// The OTLP/gRPC port of the deployed Tempo (its distributor's receiver).
 const TEMPO_OTLP_GRPC_PORT: u16 = 4317;

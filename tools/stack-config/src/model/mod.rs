@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 pub use client::{Client, ClientMode, LoadSettings};
 pub use images::{ComponentImage, Images, PullPolicy};
 pub use observability::{
-    Alloy, Grafana, GrafanaAdmin, LogShipper, Logs, Loki, Mimir, Observability, Prometheus,
+    Alerts, Alloy, Grafana, GrafanaAdmin, LogShipper, Logs, Loki, Mimir, Observability, Prometheus,
     Promtail, Storage, Tempo, Tracing,
 };
 pub use redis::{AppendFsync, Persistence, Redis, RedisAuth, RedisMode, SecretRef};

@@ -70,6 +70,42 @@ pub struct Prometheus {
     pub storage: Storage,
     /// Resources of the Prometheus pod.
     pub resources: Resources,
+    /// Alerting rules Prometheus evaluates (configs/alerts.yml).
+    pub alerts: Alerts,
+}
+
+/// The alerting rules of the task manager, evaluated by Prometheus. Each alert fires once
+/// its condition has held for `pending_for`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct Alerts {
+    /// Whether the rules are rendered and loaded.
+    pub enabled: bool,
+    /// How long a condition must hold before its alert fires (`for:`).
+    pub pending_for: Duration,
+    /// TaskManagerBacklogGrowing: tasks waiting to run, in the whole store, above which a
+    /// backlog that keeps growing is an alert.
+    pub backlog_tasks: u64,
+    /// TaskManagerDeadTasksRising: tasks failed for good in the last hour, above which it
+    /// fires.
+    pub dead_tasks_per_hour: u64,
+    /// TaskManagerErrorRatio and TaskManagerStreamsFailing: the fraction (0-1) of calls
+    /// answered with a server-side error (UNAVAILABLE, INTERNAL, UNKNOWN, DATA_LOSS,
+    /// DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED) above which they fire.
+    #[serde(deserialize_with = "crate::types::float")]
+    pub error_ratio: f64,
+}
+
+impl Default for Alerts {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            pending_for: Duration::from_secs(5 * 60),
+            backlog_tasks: 1000,
+            dead_tasks_per_hour: 10,
+            error_ratio: 0.05,
+        }
+    }
 }
 
 impl Default for Prometheus {
@@ -82,6 +118,7 @@ impl Default for Prometheus {
             remote_write_to_mimir: true,
             storage: Storage::of("10Gi"),
             resources: Resources::known(("200m", "512Mi"), ("1", "2Gi")),
+            alerts: Alerts::default(),
         }
     }
 }
@@ -106,7 +143,7 @@ impl Default for Grafana {
     fn default() -> Self {
         Self {
             enabled: true,
-            image: ComponentImage::known("grafana/grafana", "12.3.0"),
+            image: ComponentImage::known("grafana/grafana", "12.3.10"),
             admin: GrafanaAdmin::default(),
             storage: Storage::of("1Gi"),
             resources: Resources::known(("100m", "128Mi"), ("500m", "512Mi")),
@@ -161,7 +198,7 @@ impl Default for Loki {
     fn default() -> Self {
         Self {
             enabled: true,
-            image: ComponentImage::known("grafana/loki", "3.6.0"),
+            image: ComponentImage::known("grafana/loki", "3.6.15"),
             retention: Duration::from_secs(7 * 86_400),
             storage: Storage::of("10Gi"),
             resources: Resources::known(("100m", "256Mi"), ("1", "1Gi")),
@@ -218,7 +255,7 @@ pub struct Promtail {
 impl Default for Promtail {
     fn default() -> Self {
         Self {
-            image: ComponentImage::known("grafana/promtail", "3.6.11"),
+            image: ComponentImage::known("grafana/promtail", "3.6.15"),
             resources: Resources::known(("50m", "64Mi"), ("200m", "256Mi")),
         }
     }
@@ -263,7 +300,7 @@ impl Default for Tempo {
     fn default() -> Self {
         Self {
             enabled: true,
-            image: ComponentImage::known("grafana/tempo", "2.10.0"),
+            image: ComponentImage::known("grafana/tempo", "2.10.8"),
             retention: Duration::from_secs(3 * 86_400),
             storage: Storage::of("10Gi"),
             resources: Resources::known(("100m", "256Mi"), ("1", "1Gi")),
@@ -291,7 +328,7 @@ impl Default for Mimir {
     fn default() -> Self {
         Self {
             enabled: true,
-            image: ComponentImage::known("grafana/mimir", "3.0.0"),
+            image: ComponentImage::known("grafana/mimir", "3.0.2"),
             retention: Duration::from_secs(30 * 86_400),
             storage: Storage::of("20Gi"),
             resources: Resources::known(("200m", "512Mi"), ("2", "2Gi")),
