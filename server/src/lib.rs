@@ -131,7 +131,7 @@ pub async fn serve(
         refused.clone(),
     );
 
-    let status_layer = statuses::StatusLayer::new(metrics.clone());
+    let status_layer = statuses::StatusLayer::new(metrics.clone(), settings.traces.is_some());
     let service = api::TaskManagerService::new(
         store,
         hub.clone(),

@@ -34,12 +34,14 @@ use crate::metrics::Metrics;
 #[derive(Clone)]
 pub struct StatusLayer {
     metrics: Arc<Metrics>,
+    traced: bool,
 }
 
 impl StatusLayer {
-    /// Counts into `metrics`.
-    pub fn new(metrics: Arc<Metrics>) -> Self {
-        Self { metrics }
+    /// Counts into `metrics`; with `traced`, runs each API call in a span that continues the
+    /// caller's trace (without, the span would only cost: nothing exports it).
+    pub fn new(metrics: Arc<Metrics>, traced: bool) -> Self {
+        Self { metrics, traced }
     }
 }
 
@@ -50,6 +52,7 @@ impl<S> Layer<S> for StatusLayer {
         Statuses {
             inner,
             metrics: self.metrics.clone(),
+            traced: self.traced,
         }
     }
 }
@@ -59,6 +62,7 @@ impl<S> Layer<S> for StatusLayer {
 pub struct Statuses<S> {
     inner: S,
     metrics: Arc<Metrics>,
+    traced: bool,
 }
 
 impl<S, B, R> Service<http::Request<B>> for Statuses<S>
@@ -77,7 +81,7 @@ where
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
         let method = method(request.uri().path());
         let metrics = self.metrics.clone();
-        let span = if request.uri().path().starts_with("/proto.TaskManager/") {
+        let span = if self.traced && request.uri().path().starts_with("/proto.TaskManager/") {
             let span = tracing::info_span!(
                 "grpc",
                 otel.name = format!("proto.TaskManager/{method}"),
