@@ -4,7 +4,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use stack_config::Loader;
+use stack_config::cli::StackArgs;
 use stack_config::model::{LogFormat, LogLevel};
 use taskmanager_client::load::{LoadPlan, run as run_load};
 use taskmanager_client::reconnect::{DEFAULT_RECONNECT_FOR, parse_reconnect_for};
@@ -21,21 +21,8 @@ use tracing::Instrument;
 #[derive(Debug, Parser)]
 #[command(name = "taskmanager-client", version, about)]
 struct Args {
-    /// The stack file.
-    #[arg(
-        long,
-        short = 'c',
-        global = true,
-        default_value = "stack.yaml",
-        env = "STACK_FILE"
-    )]
-    config: String,
-    /// Merge the overlay `environments.<ENV>` of the file.
-    #[arg(long, short = 'e', global = true, env = "STACK_ENV")]
-    env: Option<String>,
-    /// Override one setting (repeatable).
-    #[arg(long = "set", short = 's', global = true, value_name = "KEY=VALUE")]
-    sets: Vec<String>,
+    #[command(flatten)]
+    stack: StackArgs,
     /// Server address (`http://host:port`); overrides `client.address`.
     #[arg(long, global = true)]
     address: Option<String>,
@@ -184,11 +171,9 @@ async fn real_main(args: Args) -> Result<u8, Failure> {
 }
 
 fn load(args: &Args) -> Result<stack_config::Stack, Failure> {
-    Ok(Loader::new()
-        .file(&args.config)
-        .environment(args.env.as_deref())
-        .process_env()
-        .sets(args.sets.iter().cloned())
+    Ok(args
+        .stack
+        .loader()
         .load()
         .map_err(|report| Failure {
             message: format!("invalid settings\n{report}"),

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 
 use clap::Parser;
-use stack_config::Loader;
+use stack_config::cli::StackArgs;
 use taskmanager_server::{Settings, open_store, serve};
 use tokio_util::sync::CancellationToken;
 
@@ -13,15 +13,8 @@ use tokio_util::sync::CancellationToken;
 #[derive(Debug, Parser)]
 #[command(name = "taskmanager-server", version, about)]
 struct Args {
-    /// The stack file.
-    #[arg(long, short = 'c', default_value = "stack.yaml", env = "STACK_FILE")]
-    config: String,
-    /// Merge the overlay `environments.<ENV>` of the file.
-    #[arg(long, short = 'e', env = "STACK_ENV")]
-    env: Option<String>,
-    /// Override one setting (repeatable), e.g. `--set server.workers.concurrency=4`.
-    #[arg(long = "set", short = 's', value_name = "KEY=VALUE")]
-    sets: Vec<String>,
+    #[command(flatten)]
+    stack: StackArgs,
     /// Listen on this address instead of 0.0.0.0:<server.port> (port 0 picks a free one).
     #[arg(long)]
     listen: Option<SocketAddr>,
@@ -74,13 +67,7 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         };
     }
-    let loaded = match Loader::new()
-        .file(&args.config)
-        .environment(args.env.as_deref())
-        .process_env()
-        .sets(args.sets.iter().cloned())
-        .load()
-    {
+    let loaded = match args.stack.loader().load() {
         Ok(loaded) => loaded,
         Err(report) => {
             eprintln!("{report}");

@@ -8,6 +8,8 @@
 //!
 //! This crate does no rendering and no networking.
 
+#[cfg(feature = "cli")]
+pub mod cli;
 pub mod diagnostic;
 mod emit;
 mod escape;

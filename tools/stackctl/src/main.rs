@@ -3,7 +3,8 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Parser, Subcommand, ValueEnum};
+use stack_config::cli::StackArgs;
 use stack_config::{Loaded, Loader, Report};
 
 /// Check, explain and render the task manager stack described by stack.yaml.
@@ -11,29 +12,9 @@ use stack_config::{Loaded, Loader, Report};
 #[command(name = "stackctl", version, about, long_about = None)]
 struct Cli {
     #[command(flatten)]
-    source: Source,
+    source: StackArgs,
     #[command(subcommand)]
     command: Command,
-}
-
-/// Where the settings come from.
-#[derive(Debug, Args)]
-struct Source {
-    /// The stack file.
-    #[arg(
-        long,
-        short = 'c',
-        global = true,
-        default_value = "stack.yaml",
-        env = "STACK_FILE"
-    )]
-    config: String,
-    /// Merge the overlay `environments.<ENV>` of the file.
-    #[arg(long, short = 'e', global = true, env = "STACK_ENV")]
-    env: Option<String>,
-    /// Override one setting, as a dotted key and a value (repeatable; applied last).
-    #[arg(long = "set", short = 's', global = true, value_name = "KEY=VALUE")]
-    sets: Vec<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -93,23 +74,18 @@ fn main() -> ExitCode {
 
 /// The loader of `source`, checking image tags against the version lines of `templates`.
 fn loader(
-    source: &Source,
+    source: &StackArgs,
     env: Option<&str>,
     templates: &stack_render::Templates,
 ) -> Result<Loader, String> {
     let lines = templates
         .version_lines()
         .map_err(|error| format!("error: {error}"))?;
-    Ok(Loader::new()
-        .file(&source.config)
-        .environment(env)
-        .process_env()
-        .sets(source.sets.iter().cloned())
-        .rule(move |stack| lines.check(stack)))
+    Ok(source.loader_for(env).rule(move |stack| lines.check(stack)))
 }
 
 /// Loads the stack, printing warnings to stderr.
-fn load(source: &Source, templates: &stack_render::Templates) -> Result<Loaded, String> {
+fn load(source: &StackArgs, templates: &stack_render::Templates) -> Result<Loaded, String> {
     let loaded = loader(source, source.env.as_deref(), templates)?
         .load()
         .map_err(|report| report.to_string())?;
@@ -174,7 +150,7 @@ fn real_main(cli: Cli) -> Result<ExitCode, String> {
 }
 
 /// Checks the selected environment, or the base file and every environment.
-fn check(source: &Source) -> Result<ExitCode, String> {
+fn check(source: &StackArgs) -> Result<ExitCode, String> {
     let templates = stack_render::Templates::embedded();
     let environments: Vec<Option<String>> = match &source.env {
         Some(env) => vec![Some(env.clone())],
@@ -238,7 +214,7 @@ fn check(source: &Source) -> Result<ExitCode, String> {
 
 /// Renders the stack into `out` (or, with `check`, compares with it).
 fn render(
-    source: &Source,
+    source: &StackArgs,
     out: &std::path::Path,
     templates: Option<PathBuf>,
     check: bool,
