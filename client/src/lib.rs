@@ -3,6 +3,7 @@
 //! throughput and latency percentiles. Status streams survive server restarts: see
 //! [`watch`] and [`reconnect`].
 
+pub mod commands;
 pub mod load;
 pub mod output;
 pub mod reconnect;

@@ -1,0 +1,41 @@
+//! `load`: N tasks at concurrency C, then throughput and latency percentiles.
+
+use super::Session;
+use crate::load::{LoadPlan, run as run_load};
+use crate::{EXIT_OK, EXIT_RPC, Failure};
+
+/// The arguments of `load`.
+#[derive(Debug, clap::Args)]
+pub struct LoadArgs {
+    /// Tasks to submit (default: client.load.tasks).
+    #[arg(long, short = 'n')]
+    tasks: Option<u64>,
+    /// Tasks in flight at once (default: client.load.concurrency).
+    #[arg(long, short = 'C')]
+    concurrency: Option<u32>,
+    /// Only submit; do not wait for the tasks to finish.
+    #[arg(long)]
+    no_wait: bool,
+}
+
+/// Runs the load and prints the report; exit 3 when any submission was rejected.
+pub(crate) async fn run(session: Session, args: LoadArgs) -> Result<u8, Failure> {
+    let plan = LoadPlan {
+        tasks: args.tasks.unwrap_or(session.stack.client.load.tasks),
+        concurrency: args
+            .concurrency
+            .unwrap_or(session.stack.client.load.concurrency),
+        wait: !args.no_wait,
+    };
+    let report = run_load(session.client, &session.reconnect, plan).await;
+    if session.json {
+        println!("{}", report.json());
+    } else {
+        print!("{}", report.text());
+    }
+    Ok(if report.rejected == 0 {
+        EXIT_OK
+    } else {
+        EXIT_RPC
+    })
+}
