@@ -139,14 +139,7 @@ async fn dispatch(args: Args, stack: Stack) -> Result<u8, Failure> {
         .address
         .clone()
         .or_else(|| stack.client.address.clone())
-        .unwrap_or_else(|| {
-            format!(
-                "http://{}.{}.svc:{}",
-                stack.object_name("server"),
-                stack.namespace,
-                stack.server.port
-            )
-        });
+        .unwrap_or_else(|| stack.service_url(stack_config::Component::Server, "grpc"));
     let reconnect = Reconnect::new(&address, args.reconnect_for)?;
     let client = reconnect.connect().await?;
     let session = Session {

@@ -19,6 +19,7 @@ mod redact;
 mod reference;
 mod schema;
 mod source;
+pub mod topology;
 pub mod types;
 mod validate;
 
@@ -29,6 +30,7 @@ pub use load::{ENV_PREFIX, ENV_SEPARATOR, Loaded, Loader, Rule};
 pub use model::Stack;
 pub use reference::{REFERENCE_PATH, reference_markdown};
 pub use schema::{SCHEMA_PATH, schema, schema_json};
+pub use topology::{Component, NamedPort};
 pub use validate::validate;
 
 /// The resolved configuration as JSON, with the computed values under `derived`. Secrets are

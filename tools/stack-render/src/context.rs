@@ -1,20 +1,7 @@
 //! What templates see: the resolved stack and the values derived from it.
 
 use serde_json::{Value, json};
-use stack_config::Stack;
-
-/// Ports of the observability components (their images' defaults).
-pub(crate) const PORTS: [(&str, u16); 9] = [
-    ("prometheus", 9090),
-    ("grafana", 3000),
-    ("loki", 3100),
-    ("tempo", 3200),
-    ("otlp_grpc", 4317),
-    ("otlp_http", 4318),
-    ("mimir", 9009),
-    ("promtail", 9080),
-    ("alloy", 12345),
-];
+use stack_config::{Component, Stack};
 
 /// A label the log shippers put on every log line, from the pod's Kubernetes metadata.
 struct LogLabel {
@@ -92,20 +79,6 @@ fn log_labels() -> Value {
         .collect()
 }
 
-/// The components with an object name of their own.
-const COMPONENTS: [&str; 10] = [
-    "server",
-    "client",
-    "redis",
-    "prometheus",
-    "grafana",
-    "loki",
-    "tempo",
-    "mimir",
-    "promtail",
-    "alloy",
-];
-
 /// The resolved stack as JSON, without the overlays (already applied).
 pub(crate) fn resolved(stack: &Stack) -> Value {
     let mut value = serde_json::to_value(stack).expect("a stack serializes");
@@ -138,8 +111,11 @@ pub(crate) fn build(stack: &Stack) -> Value {
     let o = &stack.observability;
     let ns = stack.namespace.to_string();
     let mut names = serde_json::Map::new();
-    for component in COMPONENTS {
-        names.insert(component.into(), stack.object_name(component).into());
+    for component in Component::ALL {
+        names.insert(
+            component.name().into(),
+            stack.object_name(component.name()).into(),
+        );
     }
     names.insert("config".into(), stack.object_name("config").into());
     let images = &stack.images;
@@ -165,10 +141,17 @@ pub(crate) fn build(stack: &Stack) -> Value {
         "promtail": o.logs.promtail.image.tag.tag(),
         "alloy": o.logs.alloy.image.tag.tag(),
     });
-    let ports: serde_json::Map<String, Value> = PORTS
-        .iter()
-        .map(|(name, port)| ((*name).to_owned(), (*port).into()))
-        .collect();
+    let ports = ports(stack);
+    let urls: serde_json::Map<String, Value> = [
+        Component::Prometheus,
+        Component::Grafana,
+        Component::Loki,
+        Component::Tempo,
+        Component::Mimir,
+    ]
+    .into_iter()
+    .map(|c| (c.name().to_owned(), stack.service_url(c, "http").into()))
+    .collect();
     let grace = stack.server.shutdown_grace.get().as_secs_f64().ceil() as u64;
     json!({
         "stack": resolved(stack),
@@ -177,6 +160,7 @@ pub(crate) fn build(stack: &Stack) -> Value {
         "image": image,
         "versions": versions,
         "ports": ports,
+        "urls": urls,
         "grace_seconds": grace,
         "redis_maxmemory": stack.redis.maxmemory_bytes(),
         "addresses": addresses(stack),
@@ -188,23 +172,36 @@ pub(crate) fn build(stack: &Stack) -> Value {
     })
 }
 
+/// The ports templates write, by the names they use: `<component>` for a component's main
+/// (HTTP) port, `<component>_<port>` for the others (`tempo_otlp_grpc`, `mimir_grpc`).
+fn ports(stack: &Stack) -> serde_json::Map<String, Value> {
+    let mut out = serde_json::Map::new();
+    for component in Component::ALL {
+        for port in stack.ports(component) {
+            let key = if port.name == "http" {
+                component.name().to_owned()
+            } else {
+                format!("{}_{}", component.name(), port.name.replace('-', "_"))
+            };
+            out.insert(key, port.number.into());
+        }
+    }
+    out
+}
+
 /// The addresses components dial, as the manifests and configs write them.
 pub(crate) fn addresses(stack: &Stack) -> Value {
-    let svc = |component: &str, port: u16| {
-        format!(
-            "http://{}.{}.svc:{port}",
-            stack.object_name(component),
-            stack.namespace
-        )
-    };
-    let port = |name: &str| {
-        PORTS
-            .iter()
-            .find(|(n, _)| *n == name)
-            .map_or(0, |(_, p)| *p)
-    };
     json!({
-        "client_to_server": stack.client.address.clone().unwrap_or_else(|| svc("server", stack.server.port.get())),
-        "otlp": stack.observability.tracing.endpoint.clone().unwrap_or_else(|| svc("tempo", port("otlp_grpc"))),
+        "client_to_server": stack
+            .client
+            .address
+            .clone()
+            .unwrap_or_else(|| stack.service_url(Component::Server, "grpc")),
+        "otlp": stack
+            .observability
+            .tracing
+            .endpoint
+            .clone()
+            .unwrap_or_else(|| stack.service_url(Component::Tempo, "otlp-grpc")),
     })
 }

@@ -31,9 +31,6 @@ pub const SERVER_SERVICE: &str = "taskmanager-server";
 /// The OpenTelemetry `service.name` of the client (see [`SERVER_SERVICE`]).
 pub const CLIENT_SERVICE: &str = "taskmanager-client";
 
-/// The OTLP/gRPC port of the deployed Tempo (its distributor's receiver).
-const TEMPO_OTLP_GRPC_PORT: u16 = 4317;
-
 /// Where traces go.
 #[derive(Clone, Debug, PartialEq)]
 pub struct TraceSettings {
@@ -51,13 +48,10 @@ impl TraceSettings {
         if !tracing.enabled {
             return None;
         }
-        let endpoint = tracing.endpoint.clone().unwrap_or_else(|| {
-            format!(
-                "http://{}.{}.svc:{TEMPO_OTLP_GRPC_PORT}",
-                stack.object_name("tempo"),
-                stack.namespace
-            )
-        });
+        let endpoint = tracing
+            .endpoint
+            .clone()
+            .unwrap_or_else(|| stack.service_url(stack_config::Component::Tempo, "otlp-grpc"));
         Some(Self {
             endpoint,
             sampling_ratio: tracing.sampling_ratio,

@@ -146,9 +146,7 @@ impl Stack {
     pub fn redis_host(&self) -> String {
         match (&self.redis.mode, &self.redis.host) {
             (_, Some(host)) => host.to_string(),
-            (RedisMode::Managed, None) => {
-                format!("{}.{}.svc", self.object_name("redis"), self.namespace)
-            }
+            (RedisMode::Managed, None) => self.service_host(crate::Component::Redis),
             // Validation rejects an external Redis without a host.
             (RedisMode::External, None) => String::new(),
         }
@@ -172,12 +170,7 @@ impl Stack {
             },
             "server": {
                 "service": self.object_name("server"),
-                "address": format!(
-                    "http://{}.{}.svc:{}",
-                    self.object_name("server"),
-                    self.namespace,
-                    self.server.port
-                ),
+                "address": self.service_url(crate::Component::Server, "grpc"),
             },
         })
     }
