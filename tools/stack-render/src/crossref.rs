@@ -276,7 +276,7 @@ pub fn check(stack: &Stack, rendered: &Rendered) -> Vec<String> {
         }
     }
 
-    let secrets = declared_secrets(stack);
+    let secrets = stack.declared_secrets();
     for (what, kind, name) in &wanted {
         let found = match *kind {
             "ConfigMap" => config_maps.contains(name),
@@ -376,31 +376,6 @@ pub fn check(stack: &Stack, rendered: &Rendered) -> Vec<String> {
         }
     }
     problems
-}
-
-/// Secrets the operator creates, as `stack.yaml` names them.
-fn declared_secrets(stack: &Stack) -> BTreeSet<String> {
-    let mut secrets: BTreeSet<String> = stack
-        .images
-        .pull_secrets
-        .iter()
-        .map(ToString::to_string)
-        .collect();
-    if stack.redis.auth.enabled {
-        secrets.insert(stack.redis.auth.secret.name.to_string());
-    }
-    if stack.observability.grafana.enabled {
-        secrets.insert(
-            stack
-                .observability
-                .grafana
-                .admin
-                .password_secret
-                .name
-                .to_string(),
-        );
-    }
-    secrets
 }
 
 /// Every address a rendered component dials: `(who, address)`.

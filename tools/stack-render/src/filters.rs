@@ -213,18 +213,9 @@ pub(crate) fn sh(value: &Value) -> Result<Value, Error> {
     safe(word)
 }
 
-/// The role of each component, for `app.kubernetes.io/component`.
+/// The role of a component (the namespace is none), for `app.kubernetes.io/component`.
 fn role(component: &str) -> &'static str {
-    match component {
-        "server" => "api",
-        "client" => "load-generator",
-        "redis" => "database",
-        "prometheus" | "mimir" => "metrics",
-        "loki" | "promtail" | "alloy" => "logs",
-        "tempo" => "traces",
-        "grafana" => "dashboards",
-        _ => "namespace",
-    }
+    stack_config::Component::from_name(component).map_or("namespace", stack_config::Component::role)
 }
 
 /// A label value: at most 63 characters, starting and ending with a letter or digit.

@@ -82,79 +82,44 @@ pub struct Rendered {
 
 /// Which templates render for this stack, in order: configs first (their checksums and bytes
 /// feed the manifests), the kustomization last (it lists the rest).
-fn selected(stack: &Stack) -> Vec<(&'static str, &'static str)> {
-    let o = &stack.observability;
-    let logs_to = |shipper| o.logs.enabled && o.loki.enabled && o.logs.shipper == shipper;
-    let managed = stack.redis.mode == stack_config::model::RedisMode::Managed;
-    let mut out = Vec::new();
-    let mut add = |on: bool, template: &'static str, output: &'static str| {
-        if on {
-            out.push((template, output));
-        }
+fn selected(stack: &Stack) -> Vec<&'static str> {
+    use stack_config::Component::{
+        Alloy, Client, Grafana, Loki, Mimir, Prometheus, Promtail, Redis, Tempo,
     };
-    use stack_config::model::LogShipper::{Alloy, Promtail};
-    add(
-        o.prometheus.enabled,
-        "configs/prometheus.yml",
-        "configs/prometheus.yml",
-    );
-    add(
-        o.prometheus.enabled && o.prometheus.alerts.enabled,
-        "configs/alerts.yml",
-        "configs/alerts.yml",
-    );
-    add(o.loki.enabled, "configs/loki.yaml", "configs/loki.yaml");
-    add(
-        logs_to(Promtail),
-        "configs/promtail.yaml",
-        "configs/promtail.yaml",
-    );
-    add(
-        logs_to(Alloy),
-        "configs/config.alloy",
-        "configs/config.alloy",
-    );
-    add(o.tempo.enabled, "configs/tempo.yaml", "configs/tempo.yaml");
-    add(o.mimir.enabled, "configs/mimir.yaml", "configs/mimir.yaml");
-    add(
-        o.grafana.enabled,
-        "configs/grafana-datasources.yaml",
-        "configs/grafana-datasources.yaml",
-    );
-    add(
-        o.grafana.enabled,
-        "configs/grafana-dashboards.yaml",
-        "configs/grafana-dashboards.yaml",
-    );
-    add(
-        o.grafana.enabled,
-        "configs/taskmanager-dashboard.json",
-        "configs/taskmanager-dashboard.json",
-    );
-    add(true, "k8s/namespace.yaml", "k8s/namespace.yaml");
-    add(true, "k8s/server.yaml", "k8s/server.yaml");
-    add(stack.client.enabled, "k8s/client.yaml", "k8s/client.yaml");
-    add(managed, "k8s/redis.yaml", "k8s/redis.yaml");
-    add(
-        managed,
-        "k8s/network-policies.yaml",
-        "k8s/network-policies.yaml",
-    );
-    add(
-        o.prometheus.enabled,
-        "k8s/prometheus.yaml",
-        "k8s/prometheus.yaml",
-    );
-    add(o.grafana.enabled, "k8s/grafana.yaml", "k8s/grafana.yaml");
-    add(o.loki.enabled, "k8s/loki.yaml", "k8s/loki.yaml");
-    add(logs_to(Promtail), "k8s/promtail.yaml", "k8s/promtail.yaml");
-    add(logs_to(Alloy), "k8s/alloy.yaml", "k8s/alloy.yaml");
-    add(o.tempo.enabled, "k8s/tempo.yaml", "k8s/tempo.yaml");
-    add(o.mimir.enabled, "k8s/mimir.yaml", "k8s/mimir.yaml");
-    add(true, "docker/server.Dockerfile", "docker/server.Dockerfile");
-    add(true, "docker/client.Dockerfile", "docker/client.Dockerfile");
-    add(true, "local/docker-run.sh", "local/docker-run.sh");
-    add(true, "k8s/kustomization.yaml", "k8s/kustomization.yaml");
+    let on = |component| stack.deploys(component);
+    let alerts = on(Prometheus) && stack.observability.prometheus.alerts.enabled;
+    let table: [(bool, &'static str); 25] = [
+        (on(Prometheus), "configs/prometheus.yml"),
+        (alerts, "configs/alerts.yml"),
+        (on(Loki), "configs/loki.yaml"),
+        (on(Promtail), "configs/promtail.yaml"),
+        (on(Alloy), "configs/config.alloy"),
+        (on(Tempo), "configs/tempo.yaml"),
+        (on(Mimir), "configs/mimir.yaml"),
+        (on(Grafana), "configs/grafana-datasources.yaml"),
+        (on(Grafana), "configs/grafana-dashboards.yaml"),
+        (on(Grafana), "configs/taskmanager-dashboard.json"),
+        (true, "k8s/namespace.yaml"),
+        (true, "k8s/server.yaml"),
+        (on(Client), "k8s/client.yaml"),
+        (on(Redis), "k8s/redis.yaml"),
+        (on(Redis), "k8s/network-policies.yaml"),
+        (on(Prometheus), "k8s/prometheus.yaml"),
+        (on(Grafana), "k8s/grafana.yaml"),
+        (on(Loki), "k8s/loki.yaml"),
+        (on(Promtail), "k8s/promtail.yaml"),
+        (on(Alloy), "k8s/alloy.yaml"),
+        (on(Tempo), "k8s/tempo.yaml"),
+        (on(Mimir), "k8s/mimir.yaml"),
+        (true, "docker/server.Dockerfile"),
+        (true, "docker/client.Dockerfile"),
+        (true, "local/docker-run.sh"),
+    ];
+    let mut out: Vec<&'static str> = table
+        .into_iter()
+        .filter_map(|(on, template)| on.then_some(template))
+        .collect();
+    out.push("k8s/kustomization.yaml");
     out
 }
 
@@ -195,7 +160,9 @@ pub fn render(stack: &Stack, templates: &Templates) -> Result<Rendered, RenderEr
         context["checksums"] = checksums.clone().into();
     };
     publish(&files, &mut context);
-    for (template, output) in selected(stack) {
+    for template in selected(stack) {
+        // Each template renders the file of the same path.
+        let output = template;
         if template == "k8s/kustomization.yaml" {
             let resources: Vec<String> = files
                 .keys()

@@ -8,8 +8,7 @@
 
 use std::collections::BTreeMap;
 
-use stack_config::model::{ComponentImage, LogShipper, RedisMode};
-use stack_config::{Diagnostic, Stack};
+use stack_config::{Component, Diagnostic, Stack};
 
 use crate::RenderError;
 
@@ -18,79 +17,6 @@ pub const VERSIONS_FILE: &str = "versions.yaml";
 
 /// The rule name of a tag outside its line.
 const RULE: &str = "version-line";
-
-/// The third-party components whose image a stack pins: the name the templates use, the name
-/// people know, the key of its image, and whether this stack deploys it.
-fn components(
-    stack: &Stack,
-) -> [(
-    &'static str,
-    &'static str,
-    &'static str,
-    &ComponentImage,
-    bool,
-); 8] {
-    let o = &stack.observability;
-    let logs_to = |shipper| o.logs.enabled && o.loki.enabled && o.logs.shipper == shipper;
-    [
-        (
-            "redis",
-            "Redis",
-            "redis.image.tag",
-            &stack.redis.image,
-            stack.redis.mode == RedisMode::Managed,
-        ),
-        (
-            "prometheus",
-            "Prometheus",
-            "observability.prometheus.image.tag",
-            &o.prometheus.image,
-            o.prometheus.enabled,
-        ),
-        (
-            "grafana",
-            "Grafana",
-            "observability.grafana.image.tag",
-            &o.grafana.image,
-            o.grafana.enabled,
-        ),
-        (
-            "loki",
-            "Loki",
-            "observability.loki.image.tag",
-            &o.loki.image,
-            o.loki.enabled,
-        ),
-        (
-            "promtail",
-            "Promtail",
-            "observability.logs.promtail.image.tag",
-            &o.logs.promtail.image,
-            logs_to(LogShipper::Promtail),
-        ),
-        (
-            "alloy",
-            "Alloy",
-            "observability.logs.alloy.image.tag",
-            &o.logs.alloy.image,
-            logs_to(LogShipper::Alloy),
-        ),
-        (
-            "tempo",
-            "Tempo",
-            "observability.tempo.image.tag",
-            &o.tempo.image,
-            o.tempo.enabled,
-        ),
-        (
-            "mimir",
-            "Mimir",
-            "observability.mimir.image.tag",
-            &o.mimir.image,
-            o.mimir.enabled,
-        ),
-    ]
-}
 
 /// One version line: `2.10` (every 2.10.x) or `7` (every 7.x).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -177,11 +103,15 @@ impl VersionLines {
     /// One error for each image tag of a deployed component that lies outside its line.
     pub fn check(&self, stack: &Stack) -> Vec<Diagnostic> {
         let mut out = Vec::new();
-        for (component, title, path, image, deployed) in components(stack) {
-            if !deployed {
+        for component in Component::ALL {
+            let Some((image, path)) = stack.third_party_image(component) else {
+                continue;
+            };
+            if !stack.deploys(component) {
                 continue;
             }
-            let lines = self.of(component);
+            let title = component.title();
+            let lines = self.of(component.name());
             let tag = image.tag.tag();
             if lines.iter().any(|line| line.contains(tag)) {
                 continue;
