@@ -38,17 +38,14 @@ async fn client(addr: std::net::SocketAddr, args: &[&str]) -> Outcome {
     std::fs::create_dir_all(&scratch).expect("scratch dir");
     let config = scratch.join("stack.yaml");
     std::fs::write(&config, "# defaults\n").expect("write");
-    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_taskmanager-client"));
+    let mut command = tokio::process::Command::from(taskmanager_test_support::isolated(env!(
+        "CARGO_BIN_EXE_taskmanager-client"
+    )));
     command
         .arg("--config")
         .arg(&config)
         .args(["--address", &format!("http://{addr}")])
         .args(args);
-    for (name, _) in std::env::vars() {
-        if name.starts_with("TASKMANAGER__") || name.starts_with("STACK_") {
-            command.env_remove(name);
-        }
-    }
     let output = command.output().await.expect("the client runs");
     Outcome {
         code: output.status.code(),

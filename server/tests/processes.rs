@@ -379,7 +379,7 @@ async fn a_redis_that_evicts_keys_is_refused_unless_allowed() {
             .starts_with("+OK")
     );
     let log = support::Scratch::new("evicting");
-    let log = log.0.join("server.log");
+    let log = log.join("server.log");
     let mut refused = ServerProcess::start_logging(&sets(&redis, &[]), Some(&log));
     let status = refused
         .wait_exit(Duration::from_secs(20))

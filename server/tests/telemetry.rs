@@ -24,7 +24,7 @@ async fn spans_of_requests_and_tasks_reach_the_otlp_endpoint() {
         "server.log.format=json".to_owned(),
     ]);
     let scratch = support::Scratch::new("telemetry");
-    let log = scratch.0.join("server.log");
+    let log = scratch.join("server.log");
     let mut server = support::ServerProcess::start_logging(&sets, Some(&log));
     let mut client = support::client(server.addr).await;
     let request = pb::TaskRequest {

@@ -13,31 +13,9 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::OnceLock;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, channel};
 use std::time::{Duration, Instant, SystemTime};
-
-/// A scratch directory, removed on drop.
-pub(crate) struct Scratch(pub(crate) PathBuf);
-
-impl Scratch {
-    pub(crate) fn new(label: &str) -> Self {
-        static NEXT: AtomicUsize = AtomicUsize::new(0);
-        let path = std::env::temp_dir().join(format!(
-            "taskmanager-client-{label}-{}-{}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::Relaxed)
-        ));
-        std::fs::create_dir_all(&path).expect("create scratch dir");
-        Self(path)
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+pub(crate) use taskmanager_test_support::Scratch;
 
 /// A port nobody listens on right now.
 fn free_port() -> u16 {
@@ -93,7 +71,7 @@ impl Redis {
         let dir = Scratch::new("redis");
         for _ in 0..5 {
             let port = free_port();
-            if let Some(child) = Self::spawn(port, &dir.0) {
+            if let Some(child) = Self::spawn(port, dir.path()) {
                 return Self {
                     port,
                     child,
@@ -298,10 +276,10 @@ impl ServerProcess {
     /// listens.
     pub(crate) fn start(binary: &Path, sets: &[String], port: u16) -> Self {
         let scratch = Scratch::new("server");
-        let config = scratch.0.join("stack.yaml");
+        let config = scratch.join("stack.yaml");
         std::fs::write(&config, "# settings come from --set\n").expect("write stack file");
-        let log = scratch.0.join("server.log");
-        let mut command = Command::new(binary);
+        let log = scratch.join("server.log");
+        let mut command = taskmanager_test_support::isolated(binary);
         command
             .arg("--config")
             .arg(&config)
@@ -309,11 +287,6 @@ impl ServerProcess {
             .args(["--metrics-listen", "127.0.0.1:0"]);
         for set in sets {
             command.args(["--set", set]);
-        }
-        for (name, _) in std::env::vars() {
-            if name.starts_with("TASKMANAGER__") || name.starts_with("STACK_") {
-                command.env_remove(name);
-            }
         }
         let mut child = command
             .stdout(Stdio::piped())
@@ -397,19 +370,15 @@ impl ClientProcess {
     /// Starts the client against `addr` with `args` (and an empty stack file).
     pub(crate) fn start(addr: SocketAddr, args: &[&str]) -> Self {
         let scratch = Scratch::new("client");
-        let config = scratch.0.join("stack.yaml");
+        let config = scratch.join("stack.yaml");
         std::fs::write(&config, "# defaults\n").expect("write stack file");
-        let mut command = Command::new(env!("CARGO_BIN_EXE_taskmanager-client"));
+        let mut command =
+            taskmanager_test_support::isolated(env!("CARGO_BIN_EXE_taskmanager-client"));
         command
             .arg("--config")
             .arg(&config)
             .args(["--address", &format!("http://{addr}")])
             .args(args);
-        for (name, _) in std::env::vars() {
-            if name.starts_with("TASKMANAGER__") || name.starts_with("STACK_") {
-                command.env_remove(name);
-            }
-        }
         let mut child = command
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

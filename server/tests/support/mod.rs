@@ -8,37 +8,15 @@
 
 use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
+pub(crate) use taskmanager_test_support::Scratch;
 
 use stack_config::Loader;
 use taskmanager_proto::pb::task_manager_client::TaskManagerClient;
 use taskmanager_server::Settings;
 use tonic::transport::Channel;
-
-/// A scratch directory, removed on drop.
-pub(crate) struct Scratch(pub(crate) PathBuf);
-
-impl Scratch {
-    pub(crate) fn new(label: &str) -> Self {
-        static NEXT: AtomicUsize = AtomicUsize::new(0);
-        let path = std::env::temp_dir().join(format!(
-            "taskmanager-{label}-{}-{}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::Relaxed)
-        ));
-        std::fs::create_dir_all(&path).expect("create scratch dir");
-        Self(path)
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 /// A port nobody listens on right now.
 pub(crate) fn free_port() -> u16 {
@@ -107,7 +85,7 @@ impl Redis {
             .args(["--loglevel", "warning", "--protected-mode", "no"])
             .args(["--enable-debug-command", "yes"])
             .arg("--dir")
-            .arg(&self.dir.0)
+            .arg(self.dir.path())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn();
@@ -427,9 +405,10 @@ impl ServerProcess {
     /// Like `start`, with the server's stderr (its logs) written to `log`.
     pub(crate) fn start_logging(sets: &[String], log: Option<&Path>) -> Self {
         let scratch = Scratch::new("server");
-        let config = scratch.0.join("stack.yaml");
+        let config = scratch.join("stack.yaml");
         std::fs::write(&config, "# settings come from --set\n").expect("write stack file");
-        let mut command = Command::new(env!("CARGO_BIN_EXE_taskmanager-server"));
+        let mut command =
+            taskmanager_test_support::isolated(env!("CARGO_BIN_EXE_taskmanager-server"));
         let metrics_addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
         command.arg("--config").arg(&config).args([
             "--listen",
@@ -439,11 +418,6 @@ impl ServerProcess {
         ]);
         for set in sets {
             command.args(["--set", set]);
-        }
-        for (name, _) in std::env::vars() {
-            if name.starts_with("TASKMANAGER__") || name.starts_with("STACK_") {
-                command.env_remove(name);
-            }
         }
         let mut child = command
             .stdout(Stdio::piped())

@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use taskmanager_test_support::Scratch;
 
 use stack_config::{Loader, Stack};
 use stack_render::{Rendered, Templates, render};
@@ -27,29 +28,6 @@ fn all_files(rendered: &Rendered) -> String {
         .iter()
         .map(|(path, text)| format!("=== {path}\n{text}"))
         .collect()
-}
-
-/// A throwaway directory.
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new(label: &str) -> Self {
-        use std::sync::atomic::{AtomicUsize, Ordering};
-        static NEXT: AtomicUsize = AtomicUsize::new(0);
-        let path = std::env::temp_dir().join(format!(
-            "stack-render-{label}-{}-{}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::Relaxed)
-        ));
-        std::fs::create_dir_all(&path).expect("scratch dir");
-        Self(path)
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
 
 const EXTERNAL_NO_OBSERVABILITY: &[&str] = &[
@@ -224,21 +202,21 @@ fn retargeting_the_redis_host_changes_only_what_dials_it() {
 #[test]
 fn a_failed_render_leaves_the_previous_output_intact() {
     let out = Scratch::new("out");
-    let target = out.0.join("rendered");
+    let target = out.join("rendered");
     let good = render(&stack(None, &[]), &Templates::embedded()).expect("renders");
     stack_render::write_atomically(&target, &good, false).expect("writes");
     let before = std::fs::read_to_string(target.join("k8s/server.yaml")).expect("written");
 
     let broken = Scratch::new("templates");
-    std::fs::create_dir_all(broken.0.join("k8s")).expect("dir");
+    std::fs::create_dir_all(broken.join("k8s")).expect("dir");
     std::fs::write(
-        broken.0.join("k8s/client.yaml"),
+        broken.join("k8s/client.yaml"),
         "replicas: {{ stack.client.replicaz }}\n",
     )
     .expect("write");
     let error = render(
         &stack(None, &["images.tag=9.9.9"]),
-        &Templates::directory(&broken.0),
+        &Templates::directory(broken.path()),
     )
     .expect_err("an undefined variable fails the render");
     let message = error.to_string();
@@ -258,15 +236,15 @@ fn a_failed_render_leaves_the_previous_output_intact() {
 #[test]
 fn the_cross_reference_check_catches_a_missing_service() {
     let templates = Scratch::new("templates");
-    std::fs::create_dir_all(templates.0.join("k8s")).expect("dir");
+    std::fs::create_dir_all(templates.join("k8s")).expect("dir");
     let original = include_str!("../../../templates/k8s/server.yaml");
     let renamed = original.replace(
         r#"m.service("server", n.server, "#,
         r#"m.service("server", n.server ~ "-api", "#,
     );
     assert_ne!(original, renamed);
-    std::fs::write(templates.0.join("k8s/server.yaml"), renamed).expect("write");
-    let error = render(&stack(None, &[]), &Templates::directory(&templates.0))
+    std::fs::write(templates.join("k8s/server.yaml"), renamed).expect("write");
+    let error = render(&stack(None, &[]), &Templates::directory(templates.path()))
         .expect_err("the client dials a Service that is not rendered");
     let message = error.to_string();
     assert!(
@@ -281,7 +259,7 @@ fn the_cross_reference_check_catches_a_missing_service() {
 #[test]
 fn the_check_mode_reports_stale_files() {
     let out = Scratch::new("check");
-    let target = out.0.join("rendered");
+    let target = out.join("rendered");
     let rendered = render(&stack(None, &[]), &Templates::embedded()).expect("renders");
     stack_render::write_atomically(&target, &rendered, false).expect("writes");
     assert!(
@@ -371,14 +349,14 @@ fn no_credential_is_rendered() {
 #[test]
 fn a_raw_line_break_in_a_template_fails_the_read_back() {
     let templates = Scratch::new("templates");
-    std::fs::create_dir_all(templates.0.join("k8s")).expect("dir");
+    std::fs::create_dir_all(templates.join("k8s")).expect("dir");
     let original = include_str!("../../../templates/k8s/namespace.yaml");
     std::fs::write(
-        templates.0.join("k8s/namespace.yaml"),
+        templates.join("k8s/namespace.yaml"),
         format!("{original}# a comment\u{2028}kind: ClusterRoleBinding\n"),
     )
     .expect("write");
-    let error = render(&stack(None, &[]), &Templates::directory(&templates.0))
+    let error = render(&stack(None, &[]), &Templates::directory(templates.path()))
         .expect_err("the read-back check refuses it");
     let message = error.to_string();
     assert!(
@@ -395,13 +373,13 @@ fn a_raw_line_break_in_a_template_fails_the_read_back() {
 #[test]
 fn a_value_written_without_a_filter_fails_the_render() {
     let templates = Scratch::new("templates");
-    std::fs::create_dir_all(templates.0.join("k8s")).expect("dir");
+    std::fs::create_dir_all(templates.join("k8s")).expect("dir");
     std::fs::write(
-        templates.0.join("k8s/namespace.yaml"),
+        templates.join("k8s/namespace.yaml"),
         "kind: Namespace\nmetadata:\n  name: {{ ns }}\n",
     )
     .expect("write");
-    let error = render(&stack(None, &[]), &Templates::directory(&templates.0))
+    let error = render(&stack(None, &[]), &Templates::directory(templates.path()))
         .expect_err("a raw string is refused");
     assert_eq!(
         error.to_string(),

@@ -1,32 +1,10 @@
 //! Writing the output folder: it is replaced whole, but only when it holds nothing the
 //! renderer did not write; the marker lists what it wrote, and `--check` sees the marker too.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
+use taskmanager_test_support::Scratch;
 
 use stack_render::{Diff, MARKER, Rendered, WriteError, diff, write_atomically};
-
-/// A throwaway directory.
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new() -> Self {
-        use std::sync::atomic::{AtomicUsize, Ordering};
-        static NEXT: AtomicUsize = AtomicUsize::new(0);
-        let path = std::env::temp_dir().join(format!(
-            "stack-render-write-{}-{}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::Relaxed)
-        ));
-        std::fs::create_dir_all(&path).expect("scratch dir");
-        Self(path)
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 fn rendered(files: &[(&str, &str)]) -> Rendered {
     Rendered {
@@ -48,9 +26,9 @@ fn read(path: &Path) -> String {
 
 #[test]
 fn a_new_or_empty_folder_is_written_with_the_marker() {
-    let scratch = Scratch::new();
+    let scratch = Scratch::new("test");
     let first = rendered(&[("k8s/a.yaml", "a: 1\n"), ("configs/b.yaml", "b: 2\n")]);
-    let out = scratch.0.join("out");
+    let out = scratch.join("out");
     write_atomically(&out, &first, false).expect("a new folder");
     assert_eq!(
         read(&out.join(MARKER)),
@@ -61,7 +39,7 @@ fn a_new_or_empty_folder_is_written_with_the_marker() {
     assert_eq!(read(&out.join("k8s/a.yaml")), "a: 1\n");
     assert_eq!(diff(&out, &first).expect("diff"), []);
 
-    let empty = scratch.0.join("empty");
+    let empty = scratch.join("empty");
     std::fs::create_dir_all(&empty).expect("dir");
     write_atomically(&empty, &first, false).expect("an empty folder");
     assert_eq!(read(&empty.join("configs/b.yaml")), "b: 2\n");
@@ -69,8 +47,8 @@ fn a_new_or_empty_folder_is_written_with_the_marker() {
 
 #[test]
 fn an_earlier_render_is_replaced_and_files_no_longer_rendered_go() {
-    let scratch = Scratch::new();
-    let out = scratch.0.join("out");
+    let scratch = Scratch::new("test");
+    let out = scratch.join("out");
     write_atomically(
         &out,
         &rendered(&[("k8s/a.yaml", "1\n"), ("k8s/old.yaml", "2\n")]),
@@ -88,8 +66,8 @@ fn an_earlier_render_is_replaced_and_files_no_longer_rendered_go() {
 
 #[test]
 fn a_folder_without_the_marker_is_refused_and_kept() {
-    let scratch = Scratch::new();
-    let out = scratch.0.join("project");
+    let scratch = Scratch::new("test");
+    let out = scratch.join("project");
     for name in ["notes.txt", "src/main.rs", "a", "b", "c", "d"] {
         write(&out.join(name), "mine\n");
     }
@@ -116,7 +94,7 @@ fn a_folder_without_the_marker_is_refused_and_kept() {
         "nothing was deleted"
     );
     assert!(!out.join("k8s").exists(), "nothing was written");
-    let leftovers: Vec<_> = std::fs::read_dir(&scratch.0)
+    let leftovers: Vec<_> = std::fs::read_dir(scratch.path())
         .expect("list")
         .map(|e| e.expect("entry").file_name())
         .collect();
@@ -130,8 +108,8 @@ fn a_folder_without_the_marker_is_refused_and_kept() {
 
 #[test]
 fn a_file_added_to_a_render_is_refused() {
-    let scratch = Scratch::new();
-    let out = scratch.0.join("out");
+    let scratch = Scratch::new("test");
+    let out = scratch.join("out");
     let files = rendered(&[("k8s/a.yaml", "1\n")]);
     write_atomically(&out, &files, false).expect("writes");
     write(&out.join("k8s/mine.yaml"), "mine\n");
@@ -151,8 +129,8 @@ fn a_file_added_to_a_render_is_refused() {
 
 #[test]
 fn a_file_in_the_way_is_refused_and_odd_paths_are_named() {
-    let scratch = Scratch::new();
-    let out = scratch.0.join("out");
+    let scratch = Scratch::new("test");
+    let out = scratch.join("out");
     write(&out, "a file\n");
     let error = write_atomically(&out, &rendered(&[("a", "1\n")]), false).expect_err("a file");
     assert!(matches!(error, WriteError::NotAFolder { .. }), "{error:?}");
@@ -170,8 +148,8 @@ fn a_file_in_the_way_is_refused_and_odd_paths_are_named() {
 
 #[test]
 fn check_mode_wants_the_marker() {
-    let scratch = Scratch::new();
-    let out = scratch.0.join("out");
+    let scratch = Scratch::new("test");
+    let out = scratch.join("out");
     let files = rendered(&[("k8s/a.yaml", "1\n")]);
     write_atomically(&out, &files, false).expect("writes");
     std::fs::remove_file(out.join(MARKER)).expect("remove");

@@ -1,35 +1,8 @@
 //! `stackctl` driven through the real binary.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-use std::sync::atomic::{AtomicUsize, Ordering};
-
-/// A scratch directory for one test, removed on drop.
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new() -> Self {
-        static NEXT: AtomicUsize = AtomicUsize::new(0);
-        let path = std::env::temp_dir().join(format!(
-            "stackctl-test-{}-{}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::Relaxed)
-        ));
-        std::fs::create_dir_all(&path).expect("create scratch dir");
-        Self(path)
-    }
-
-    fn write(&self, name: &str, text: &str) -> &Self {
-        std::fs::write(self.0.join(name), text).expect("write");
-        self
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+use std::process::Output;
+use taskmanager_test_support::Scratch;
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -37,13 +10,8 @@ fn repo() -> PathBuf {
 
 /// Runs `stackctl` in `dir` with `args` and `vars`, isolated from the caller's environment.
 fn run(dir: &Path, args: &[&str], vars: &[(&str, &str)]) -> Output {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_stackctl"));
+    let mut command = taskmanager_test_support::isolated(env!("CARGO_BIN_EXE_stackctl"));
     command.current_dir(dir).args(args);
-    for (name, _) in std::env::vars() {
-        if name.starts_with("TASKMANAGER__") || name.starts_with("STACK_") {
-            command.env_remove(name);
-        }
-    }
     command.envs(vars.iter().copied());
     command.output().expect("stackctl runs")
 }
@@ -70,12 +38,12 @@ fn check_accepts_the_shipped_stack_in_every_environment() {
 
 #[test]
 fn check_prints_every_error_located_and_exits_1() {
-    let dir = Scratch::new();
+    let dir = Scratch::new("test");
     dir.write(
         "stack.yaml",
         "server:\n  prot: 8080\n  autoscaling:\n    min_replicas: 3\n    max_replicas: 1\nredis:\n  port: 70000\n",
     );
-    let output = run(&dir.0, &["check"], &[]);
+    let output = run(dir.path(), &["check"], &[]);
     assert_eq!(output.status.code(), Some(1));
     assert_eq!(stdout(&output), "");
     assert_eq!(
@@ -107,17 +75,17 @@ error[invalid-value]: redis.port: 70000 is not a valid port: use 1-65535
 
 #[test]
 fn check_refuses_image_tags_outside_the_templates_version_lines() {
-    let dir = Scratch::new();
+    let dir = Scratch::new("test");
     let digest = format!("sha256:{}", "0123456789abcdef".repeat(4));
     dir.write(
         "stack.yaml",
-        &format!(
+        format!(
             "observability:\n  tempo:\n    image: {{ repository: grafana/tempo, tag: 3.0.1 }}\n  \
              mimir:\n    image: {{ repository: grafana/mimir, tag: \"3.0.2@{digest}\" }}\n  \
              grafana:\n    image: {{ repository: grafana/grafana, tag: latest }}\n"
         ),
     );
-    let output = run(&dir.0, &["check"], &[]);
+    let output = run(dir.path(), &["check"], &[]);
     assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
     assert_eq!(
         stderr(&output),
@@ -141,13 +109,13 @@ error[version-line]: observability.grafana.image.tag: the tag \"latest\" is outs
     );
 
     // A pinned digest is accepted, and kept in the image reference.
-    let get = run(&dir.0, &["get", "observability.mimir.image.tag"], &[]);
+    let get = run(dir.path(), &["get", "observability.mimir.image.tag"], &[]);
     assert_eq!(
         get.status.code(),
         Some(1),
         "every command refuses the stack"
     );
-    let fixed = dir.0.join("fixed.yaml");
+    let fixed = dir.join("fixed.yaml");
     std::fs::write(
         &fixed,
         format!(
@@ -155,9 +123,9 @@ error[version-line]: observability.grafana.image.tag: the tag \"latest\" is outs
         ),
     )
     .expect("write");
-    let out = dir.0.join("out");
+    let out = dir.join("out");
     let output = run(
-        &dir.0,
+        dir.path(),
         &[
             "--config",
             "fixed.yaml",
@@ -181,19 +149,19 @@ error[version-line]: observability.grafana.image.tag: the tag \"latest\" is outs
 
 #[test]
 fn check_finds_errors_in_every_environment() {
-    let dir = Scratch::new();
+    let dir = Scratch::new("test");
     dir.write(
         "stack.yaml",
         "environments:\n  ok: {}\n  bad:\n    server:\n      log: { level: loud }\n",
     );
-    let output = run(&dir.0, &["check"], &[]);
+    let output = run(dir.path(), &["check"], &[]);
     assert_eq!(output.status.code(), Some(1));
     let errors = stderr(&output);
     assert!(errors.contains("error[unknown-variant]: server.log.level: unknown value `loud`"));
     assert!(errors.contains("--> stack.yaml:5:21"), "{errors}");
     assert!(errors.ends_with("1 error\n"), "{errors}");
 
-    let output = run(&dir.0, &["check", "--env", "ok"], &[]);
+    let output = run(dir.path(), &["check", "--env", "ok"], &[]);
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
 }
 
@@ -244,12 +212,12 @@ fn check_rejects_an_unknown_environment() {
 
 #[test]
 fn check_warns_about_promtail() {
-    let dir = Scratch::new();
+    let dir = Scratch::new("test");
     dir.write(
         "stack.yaml",
         "observability:\n  logs:\n    shipper: promtail\n",
     );
-    let output = run(&dir.0, &["check"], &[]);
+    let output = run(dir.path(), &["check"], &[]);
     assert_eq!(output.status.code(), Some(0));
     assert!(
         stderr(&output).starts_with("warning[promtail-eol]"),
@@ -323,9 +291,9 @@ fn config_prints_the_resolved_stack_without_secrets() {
     assert!(!yaml.contains("environments"));
 
     // The printed configuration is itself a valid stack that resolves to the same thing.
-    let dir = Scratch::new();
+    let dir = Scratch::new("test");
     dir.write("stack.yaml", &yaml);
-    let again = run(&dir.0, &["config"], &password);
+    let again = run(dir.path(), &["config"], &password);
     assert_eq!(again.status.code(), Some(0), "{}", stderr(&again));
     assert_eq!(stdout(&again), yaml);
 
@@ -336,35 +304,35 @@ fn config_prints_the_resolved_stack_without_secrets() {
 
 #[test]
 fn a_missing_file_is_reported() {
-    let dir = Scratch::new();
-    let output = run(&dir.0, &["check"], &[]);
+    let dir = Scratch::new("test");
+    let output = run(dir.path(), &["check"], &[]);
     assert_eq!(output.status.code(), Some(1));
     assert!(stderr(&output).starts_with("error[read]: (document): cannot read stack.yaml"));
 }
 
 #[test]
 fn render_writes_checks_and_keeps_the_old_output_on_failure() {
-    let dir = Scratch::new();
+    let dir = Scratch::new("test");
     let stack = std::fs::read_to_string(repo().join("stack.yaml")).expect("read");
     dir.write("stack.yaml", &stack);
 
-    let output = run(&dir.0, &["render", "--out", "out"], &[]);
+    let output = run(dir.path(), &["render", "--out", "out"], &[]);
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
     assert!(
         stdout(&output).starts_with("rendered 25 files into out"),
         "{}",
         stdout(&output)
     );
-    let server = dir.0.join("out/k8s/server.yaml");
+    let server = dir.join("out/k8s/server.yaml");
     let before = std::fs::read_to_string(&server).expect("rendered");
 
-    let output = run(&dir.0, &["render", "--out", "out", "--check"], &[]);
+    let output = run(dir.path(), &["render", "--out", "out", "--check"], &[]);
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
     assert_eq!(stdout(&output), "out: up to date (25 files)\n");
 
     // A change in stack.yaml makes the output stale; --check shows the diff.
     let output = run(
-        &dir.0,
+        dir.path(),
         &[
             "render",
             "--out",
@@ -388,14 +356,14 @@ fn render_writes_checks_and_keeps_the_old_output_on_failure() {
     assert!(stderr(&output).contains("stale"), "{}", stderr(&output));
 
     // A template error renders nothing and leaves the previous output as it was.
-    std::fs::create_dir_all(dir.0.join("templates/k8s")).expect("dir");
+    std::fs::create_dir_all(dir.join("templates/k8s")).expect("dir");
     std::fs::write(
-        dir.0.join("templates/k8s/server.yaml"),
+        dir.join("templates/k8s/server.yaml"),
         "{{ no_such_value }}\n",
     )
     .expect("write");
     let output = run(
-        &dir.0,
+        dir.path(),
         &["render", "--out", "out", "--templates", "templates"],
         &[],
     );
@@ -414,7 +382,7 @@ fn render_writes_checks_and_keeps_the_old_output_on_failure() {
 
     // So does an invalid stack.
     let output = run(
-        &dir.0,
+        dir.path(),
         &["render", "--out", "out", "--set", "server.port=0"],
         &[],
     );

@@ -1,44 +1,15 @@
 //! `stackctl check` on hostile input, through the real binary: every case ends in exit code
 //! 1 and a located error naming the rule and the limit — no crash, no runaway.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-use std::sync::atomic::{AtomicUsize, Ordering};
-
-/// A scratch directory for one test, removed on drop.
-struct Scratch(PathBuf);
-
-impl Scratch {
-    /// A directory holding `stack.yaml` with these bytes.
-    fn with_stack(bytes: impl AsRef<[u8]>) -> Self {
-        static NEXT: AtomicUsize = AtomicUsize::new(0);
-        let path = std::env::temp_dir().join(format!(
-            "stackctl-hostile-{}-{}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::Relaxed)
-        ));
-        std::fs::create_dir_all(&path).expect("create scratch dir");
-        std::fs::write(path.join("stack.yaml"), bytes).expect("write stack.yaml");
-        Self(path)
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+use std::path::Path;
+use std::process::Output;
+use taskmanager_test_support::Scratch;
 
 /// Runs `stackctl check` in `dir` with `args` and `vars`, isolated from the caller's
 /// environment.
 fn check(dir: &Path, args: &[&str], vars: &[(&str, &str)]) -> Output {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_stackctl"));
+    let mut command = taskmanager_test_support::isolated(env!("CARGO_BIN_EXE_stackctl"));
     command.current_dir(dir).arg("check").args(args);
-    for (name, _) in std::env::vars() {
-        if name.starts_with("TASKMANAGER__") || name.starts_with("STACK_") {
-            command.env_remove(name);
-        }
-    }
     command.envs(vars.iter().copied());
     command.output().expect("stackctl runs")
 }
@@ -54,7 +25,7 @@ fn failed(output: &Output) -> String {
 
 fn check_file(bytes: impl AsRef<[u8]>) -> String {
     let dir = Scratch::with_stack(bytes);
-    failed(&check(&dir.0, &[], &[]))
+    failed(&check(dir.path(), &[], &[]))
 }
 
 fn billion_laughs(levels: usize) -> String {
@@ -112,7 +83,7 @@ fn deep_key_paths_in_variables_and_arguments() {
     let dir = Scratch::with_stack("");
     let var = format!("TASKMANAGER{}", "__A".repeat(10_000));
     let set = format!("{}=1", vec!["a"; 10_000].join("."));
-    let errors = failed(&check(&dir.0, &["--set", &set], &[(&var, "1")]));
+    let errors = failed(&check(dir.path(), &["--set", &set], &[(&var, "1")]));
     let message = "nesting-depth]: (document): the key path has 10000 segments; a key path may \
                    have at most 64";
     assert_eq!(errors.matches(message).count(), 2, "{errors}");
@@ -230,7 +201,7 @@ error[invalid-value]: name: \"Bad_Name\" is not a DNS-1123 label: use 1-63 lower
 "
     );
     let dir = Scratch::with_stack("\u{feff}name: shop\n");
-    let output = check(&dir.0, &[], &[]);
+    let output = check(dir.path(), &[], &[]);
     assert_eq!(output.status.code(), Some(0));
     assert_eq!(
         String::from_utf8_lossy(&output.stdout),

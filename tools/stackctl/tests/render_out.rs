@@ -1,53 +1,23 @@
 //! `stackctl render --out DIR` never deletes what it did not write: it marks its output, and
 //! refuses to replace a folder holding anything else unless `--force`.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::path::Path;
+use std::process::Output;
 
-/// A scratch directory holding a copy of the shipped stack.yaml, removed on drop.
-struct Scratch(PathBuf);
+use taskmanager_test_support::Scratch;
 
-impl Scratch {
-    fn new() -> Self {
-        static NEXT: AtomicUsize = AtomicUsize::new(0);
-        let path = std::env::temp_dir().join(format!(
-            "stackctl-render-out-{}-{}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::Relaxed)
-        ));
-        std::fs::create_dir_all(&path).expect("create scratch dir");
-        let stack = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../stack.yaml");
-        std::fs::copy(stack, path.join("stack.yaml")).expect("copy stack.yaml");
-        Self(path)
-    }
-
-    fn write(&self, name: &str, text: &str) {
-        let path = self.0.join(name);
-        std::fs::create_dir_all(path.parent().expect("a parent")).expect("dir");
-        std::fs::write(path, text).expect("write");
-    }
-
-    fn read(&self, name: &str) -> String {
-        std::fs::read_to_string(self.0.join(name)).expect("read")
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
+/// A scratch directory holding a copy of the shipped stack.yaml.
+fn scratch() -> Scratch {
+    let scratch = Scratch::new("render-out");
+    let stack = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../stack.yaml");
+    std::fs::copy(stack, scratch.join("stack.yaml")).expect("copy stack.yaml");
+    scratch
 }
 
 /// Runs `stackctl` in `dir` with `args`, isolated from the caller's environment.
 fn run(dir: &Path, args: &[&str]) -> Output {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_stackctl"));
+    let mut command = taskmanager_test_support::isolated(env!("CARGO_BIN_EXE_stackctl"));
     command.current_dir(dir).args(args);
-    for (name, _) in std::env::vars() {
-        if name.starts_with("TASKMANAGER__") || name.starts_with("STACK_") {
-            command.env_remove(name);
-        }
-    }
     command.output().expect("stackctl runs")
 }
 
@@ -61,11 +31,11 @@ fn stderr(output: &Output) -> String {
 
 #[test]
 fn a_folder_with_unrelated_files_is_refused_and_kept_unless_forced() {
-    let dir = Scratch::new();
+    let dir = scratch();
     dir.write("project/README.md", "mine\n");
     dir.write("project/src/lib.rs", "mine\n");
 
-    let output = run(&dir.0, &["render", "--out", "project"]);
+    let output = run(dir.path(), &["render", "--out", "project"]);
     assert_eq!(output.status.code(), Some(1), "{}", stdout(&output));
     assert_eq!(stdout(&output), "");
     assert_eq!(
@@ -77,12 +47,12 @@ fn a_folder_with_unrelated_files_is_refused_and_kept_unless_forced() {
     );
     assert_eq!(dir.read("project/README.md"), "mine\n");
     assert_eq!(dir.read("project/src/lib.rs"), "mine\n");
-    assert!(!dir.0.join("project/k8s").exists(), "nothing was written");
+    assert!(!dir.join("project/k8s").exists(), "nothing was written");
 
-    let output = run(&dir.0, &["render", "--out", "project", "--force"]);
+    let output = run(dir.path(), &["render", "--out", "project", "--force"]);
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
     assert!(
-        !dir.0.join("project/README.md").exists(),
+        !dir.join("project/README.md").exists(),
         "--force replaces it"
     );
     assert!(
@@ -93,8 +63,8 @@ fn a_folder_with_unrelated_files_is_refused_and_kept_unless_forced() {
 
 #[test]
 fn a_render_replaces_its_own_output_but_not_a_file_added_to_it() {
-    let dir = Scratch::new();
-    let output = run(&dir.0, &["render", "--out", "out"]);
+    let dir = scratch();
+    let output = run(dir.path(), &["render", "--out", "out"]);
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
     let marker = dir.read("out/.stackctl-render");
     assert!(
@@ -105,7 +75,7 @@ fn a_render_replaces_its_own_output_but_not_a_file_added_to_it() {
 
     // Its own output it replaces, dropping what is no longer rendered.
     let output = run(
-        &dir.0,
+        dir.path(),
         &[
             "render",
             "--out",
@@ -117,9 +87,9 @@ fn a_render_replaces_its_own_output_but_not_a_file_added_to_it() {
         ],
     );
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
-    assert!(!dir.0.join("out/k8s/redis.yaml").exists());
+    assert!(!dir.join("out/k8s/redis.yaml").exists());
     let output = run(
-        &dir.0,
+        dir.path(),
         &[
             "render",
             "--out",
@@ -135,7 +105,7 @@ fn a_render_replaces_its_own_output_but_not_a_file_added_to_it() {
 
     // A file someone added it does not delete.
     dir.write("out/k8s/extra.yaml", "kind: ConfigMap\n");
-    let output = run(&dir.0, &["render", "--out", "out"]);
+    let output = run(dir.path(), &["render", "--out", "out"]);
     assert_eq!(output.status.code(), Some(1));
     assert!(
         stderr(&output).starts_with(
@@ -148,10 +118,13 @@ fn a_render_replaces_its_own_output_but_not_a_file_added_to_it() {
     assert_eq!(dir.read("out/k8s/extra.yaml"), "kind: ConfigMap\n");
 
     // --check reports it without touching anything; --force and --check do not mix.
-    let output = run(&dir.0, &["render", "--out", "out", "--check"]);
+    let output = run(dir.path(), &["render", "--out", "out", "--check"]);
     assert_eq!(output.status.code(), Some(1));
     assert!(stdout(&output).contains("no longer rendered: k8s/extra.yaml"));
-    let output = run(&dir.0, &["render", "--out", "out", "--check", "--force"]);
+    let output = run(
+        dir.path(),
+        &["render", "--out", "out", "--check", "--force"],
+    );
     assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
 }
 

@@ -2,31 +2,8 @@
 //! Kubernetes would refuse; driven through the real binary.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-use std::sync::atomic::{AtomicUsize, Ordering};
-
-/// A scratch directory for one test, removed on drop.
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn with_stack(text: &str) -> Self {
-        static NEXT: AtomicUsize = AtomicUsize::new(0);
-        let path = std::env::temp_dir().join(format!(
-            "stackctl-secrets-{}-{}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::Relaxed)
-        ));
-        std::fs::create_dir_all(&path).expect("create scratch dir");
-        std::fs::write(path.join("stack.yaml"), text).expect("write");
-        Self(path)
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+use std::process::Output;
+use taskmanager_test_support::Scratch;
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -34,13 +11,8 @@ fn repo() -> PathBuf {
 
 /// Runs `stackctl` in `dir` with `args` and `vars`, isolated from the caller's environment.
 fn run(dir: &Path, args: &[&str], vars: &[(&str, &str)]) -> Output {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_stackctl"));
+    let mut command = taskmanager_test_support::isolated(env!("CARGO_BIN_EXE_stackctl"));
     command.current_dir(dir).args(args);
-    for (name, _) in std::env::vars() {
-        if name.starts_with("TASKMANAGER__") || name.starts_with("STACK_") {
-            command.env_remove(name);
-        }
-    }
     command.envs(vars.iter().copied());
     command.output().expect("stackctl runs")
 }
@@ -84,7 +56,7 @@ fn assert_no_secret(output: &Output) {
 fn get_never_prints_a_password_in_an_environment() {
     let dir = Scratch::with_stack(PROD_WITH_PASSWORD);
 
-    let output = run(&dir.0, &["get", "environments"], &[]);
+    let output = run(dir.path(), &["get", "environments"], &[]);
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
     assert_no_secret(&output);
     assert_eq!(
@@ -114,7 +86,7 @@ typo:
         ("environments.typo.server.api_token", "<redacted>\n"),
         ("redis.auth.password", "\n"),
     ] {
-        let output = run(&dir.0, &["get", key], &[]);
+        let output = run(dir.path(), &["get", key], &[]);
         assert_eq!(output.status.code(), Some(0), "{key}: {}", stderr(&output));
         assert_no_secret(&output);
         assert_eq!(stdout(&output), expected, "{key}");
@@ -126,14 +98,14 @@ fn get_and_config_never_print_the_selected_password() {
     let dir = Scratch::with_stack(PROD_WITH_PASSWORD);
 
     let output = run(
-        &dir.0,
+        dir.path(),
         &["get", "redis.auth.password", "--env", "prod"],
         &[],
     );
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
     assert_eq!(stdout(&output), "<redacted>\n");
 
-    let output = run(&dir.0, &["get", "redis.auth", "--env", "prod"], &[]);
+    let output = run(dir.path(), &["get", "redis.auth", "--env", "prod"], &[]);
     assert_eq!(
         stdout(&output),
         "\
@@ -152,15 +124,15 @@ password: \"<redacted>\"
         &["get", "redis", "--env", "prod"],
         &["get", ""],
     ] {
-        let output = run(&dir.0, args, &[]);
+        let output = run(dir.path(), args, &[]);
         assert_no_secret(&output);
     }
-    let output = run(&dir.0, &["config", "--env", "prod"], &[]);
+    let output = run(dir.path(), &["config", "--env", "prod"], &[]);
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
     let yaml = stdout(&output);
     assert!(yaml.contains("    password: \"<redacted>\"\n"), "{yaml}");
     let output = run(
-        &dir.0,
+        dir.path(),
         &["config", "--env", "prod", "--format", "json"],
         &[],
     );
@@ -169,7 +141,7 @@ password: \"<redacted>\"
 
     // From an environment variable, likewise.
     let output = run(
-        &dir.0,
+        dir.path(),
         &["get", "redis.auth.password"],
         &[("TASKMANAGER__REDIS__AUTH__PASSWORD", "hunter2-0123")],
     );
@@ -182,7 +154,7 @@ fn a_diagnostic_never_shows_a_password() {
     let dir = Scratch::with_stack(
         "redis:\n  auth:\n    password: hunter2-0123\n    password: hunter2-0123\n",
     );
-    let output = run(&dir.0, &["check"], &[]);
+    let output = run(dir.path(), &["check"], &[]);
     assert_eq!(output.status.code(), Some(1));
     assert_eq!(stdout(&output), "");
     assert_eq!(
@@ -225,7 +197,7 @@ error[unknown-key]: redis.auth.passwrd: unknown key `passwrd`
 
     // Every environment of a file, checked at once: the overlay's typo is located, redacted.
     let dir = Scratch::with_stack(PROD_WITH_PASSWORD);
-    let output = run(&dir.0, &["check"], &[]);
+    let output = run(dir.path(), &["check"], &[]);
     assert_eq!(output.status.code(), Some(1));
     assert_no_secret(&output);
     assert_eq!(
@@ -310,10 +282,10 @@ error[unknown-key]: server.p\\u{2028}ort: unknown key `p\\u{2028}ort`
 
     // An overlay that is not selected is not validated; `get` still prints it escaped.
     let dir = Scratch::with_stack("environments:\n  odd:\n    images:\n      tag: \"a\\e[2Jb\"\n");
-    let output = run(&dir.0, &["get", "environments.odd.images.tag"], &[]);
+    let output = run(dir.path(), &["get", "environments.odd.images.tag"], &[]);
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
     assert_eq!(stdout(&output), "a\\u{1b}[2Jb\n");
-    let output = run(&dir.0, &["get", "no.such\u{1b}key"], &[]);
+    let output = run(dir.path(), &["get", "no.such\u{1b}key"], &[]);
     assert_eq!(
         stderr(&output),
         "error: no setting `no.such\\u{1b}key` in the resolved stack\n"
