@@ -42,12 +42,22 @@ pub use versions::{Line, VERSIONS_FILE, VersionLines};
 /// Why rendering failed.
 #[derive(Debug, thiserror::Error)]
 pub enum RenderError {
-    /// A template could not be loaded or rendered.
-    #[error("template {template}: {message}")]
+    /// A template could not be loaded or rendered; the source says why, and where (its
+    /// message ends with `(in <template>:<line>)` when the line is known).
+    #[error("template {template}")]
     Template {
         /// The template's path under `templates/`.
         template: String,
-        /// What went wrong, with the line when known.
+        /// minijinja's error.
+        #[source]
+        source: Box<minijinja::Error>,
+    },
+    /// A template (or the version lines next to them) does not say what it must.
+    #[error("template {template}: {message}")]
+    Invalid {
+        /// The template's path under `templates/`.
+        template: String,
+        /// What is wrong.
         message: String,
     },
     /// A template directory could not be read.
@@ -71,6 +81,18 @@ pub enum RenderError {
     /// The rendered manifests refer to things that were not rendered.
     #[error("the rendered stack does not hold together:\n{}", .0.iter().map(|p| format!("  - {p}")).collect::<Vec<_>>().join("\n"))]
     CrossReference(Vec<String>),
+}
+
+/// `error` and its causes on one line, `: `-separated: how a render error is shown.
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(next) = cause {
+        text.push_str(": ");
+        text.push_str(&next.to_string());
+        cause = next.source();
+    }
+    text
 }
 
 /// Rendered files by path relative to the output directory, in a stable order.
@@ -175,7 +197,7 @@ pub fn render(stack: &Stack, templates: &Templates) -> Result<Rendered, RenderEr
         if output.ends_with(".yaml") || output.ends_with(".yml") {
             let skeleton = templates::render_one(&skeleton_env, template, &context)?;
             let kinds =
-                readback::intended_kinds(&skeleton).map_err(|error| RenderError::Template {
+                readback::intended_kinds(&skeleton).map_err(|error| RenderError::Invalid {
                     template: template.to_owned(),
                     message: format!("the template does not write valid YAML: {error}"),
                 })?;

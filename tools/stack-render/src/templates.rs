@@ -68,7 +68,7 @@ impl Templates {
         filters::register(&mut env, filters);
         for (name, text) in self.sources()? {
             env.add_template_owned(name.clone(), text)
-                .map_err(|error| template_error(&name, &error))?;
+                .map_err(|error| template_error(&name, error))?;
         }
         Ok(env)
     }
@@ -89,23 +89,11 @@ fn walk(root: &Path, dir: &Path, out: &mut Vec<(String, String)>) -> std::io::Re
     Ok(())
 }
 
-/// A template error with its location and the chain of causes.
-pub(crate) fn template_error(template: &str, error: &minijinja::Error) -> RenderError {
-    let mut message = error.to_string();
-    if let (Some(name), Some(line)) = (error.name(), error.line())
-        && !message.contains(&format!("line {line}"))
-        && !message.contains(&format!("{name}:{line}"))
-    {
-        message = format!("{message} ({name}, line {line})");
-    }
-    let mut source = std::error::Error::source(error);
-    while let Some(cause) = source {
-        message.push_str(&format!(": {cause}"));
-        source = cause.source();
-    }
+/// A template error, keeping minijinja's (kind, detail, template and line) as its source.
+pub(crate) fn template_error(template: &str, error: minijinja::Error) -> RenderError {
     RenderError::Template {
         template: template.to_owned(),
-        message,
+        source: Box::new(error),
     }
 }
 
@@ -117,10 +105,10 @@ pub(crate) fn render_one(
 ) -> Result<String, RenderError> {
     let template = env
         .get_template(name)
-        .map_err(|error| template_error(name, &error))?;
+        .map_err(|error| template_error(name, error))?;
     let text = template
         .render(Value::from(minijinja::value::Serde(context)))
-        .map_err(|error| template_error(name, &error))?;
+        .map_err(|error| template_error(name, error))?;
     let mut text = text.replace("\r\n", "\n");
     let kept = text.trim_end_matches('\n').len();
     text.truncate(kept);

@@ -153,7 +153,7 @@ pub(crate) fn declared(sources: &[(String, String)]) -> Result<VersionLines, Ren
         .find(|(name, _)| name == VERSIONS_FILE)
         .map(|(_, text)| text.as_str())
         .unwrap_or_default();
-    VersionLines::parse(text).map_err(|message| RenderError::Template {
+    VersionLines::parse(text).map_err(|message| RenderError::Invalid {
         template: VERSIONS_FILE.to_owned(),
         message,
     })

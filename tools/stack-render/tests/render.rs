@@ -219,7 +219,7 @@ fn a_failed_render_leaves_the_previous_output_intact() {
         &Templates::directory(broken.path()),
     )
     .expect_err("an undefined variable fails the render");
-    let message = error.to_string();
+    let message = stack_render::error_chain(&error);
     assert!(
         message.starts_with("template k8s/client.yaml:"),
         "{message}"
@@ -382,7 +382,7 @@ fn a_value_written_without_a_filter_fails_the_render() {
     let error = render(&stack(None, &[]), &Templates::directory(templates.path()))
         .expect_err("a raw string is refused");
     assert_eq!(
-        error.to_string(),
+        stack_render::error_chain(&error),
         "template k8s/namespace.yaml: invalid operation: a string value (\"taskmanager\") is \
          written without a quoting filter; pass it through q, yaml, block or sh (in \
          k8s/namespace.yaml:3)"

@@ -80,7 +80,7 @@ fn loader(
 ) -> Result<Loader, String> {
     let lines = templates
         .version_lines()
-        .map_err(|error| format!("error: {error}"))?;
+        .map_err(|error| format!("error: {}", stack_render::error_chain(&error)))?;
     Ok(source.loader_for(env).rule(move |stack| lines.check(stack)))
 }
 
@@ -227,7 +227,8 @@ fn render(
     let loaded = load(source, &templates)?;
     let rendered = stack_render::render(&loaded.stack, &templates).map_err(|error| {
         format!(
-            "error: {error}\nnothing was written; {} is unchanged",
+            "error: {}\nnothing was written; {} is unchanged",
+            stack_render::error_chain(&error),
             out.display()
         )
     })?;
