@@ -143,12 +143,55 @@ impl LoadReport {
     }
 }
 
+/// Live counts of a load run, for a terminal: tasks accepted, and tasks finished.
+#[derive(Clone)]
+pub struct LoadProgress {
+    /// Counts accepted submissions.
+    pub submitted: indicatif::ProgressBar,
+    /// Counts tasks that reached their end (when the run waits for them).
+    pub finished: indicatif::ProgressBar,
+}
+
+impl LoadProgress {
+    /// Two bars on stdout, for `tasks` tasks.
+    pub fn new(tasks: u64, wait: bool) -> Self {
+        let bars =
+            indicatif::MultiProgress::with_draw_target(indicatif::ProgressDrawTarget::stdout());
+        let style =
+            indicatif::ProgressStyle::with_template("{prefix:>9} [{bar:30}] {pos}/{len} {per_sec}")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+                .progress_chars("#>.");
+        let bar = |name: &str| {
+            let bar = bars.add(indicatif::ProgressBar::new(tasks).with_style(style.clone()));
+            bar.set_prefix(name.to_owned());
+            bar
+        };
+        let submitted = bar("submitted");
+        let finished = if wait {
+            bar("finished")
+        } else {
+            indicatif::ProgressBar::hidden()
+        };
+        Self {
+            submitted,
+            finished,
+        }
+    }
+
+    /// Leaves both bars drawn as they ended.
+    pub fn finish(&self) {
+        self.submitted.abandon();
+        self.finished.abandon();
+    }
+}
+
 /// Runs `plan` against the server behind `client`; status streams that break are resumed as
-/// `reconnect` says.
+/// `reconnect` says. `progress`, when given, counts submissions and endings as they happen.
 pub async fn run(
     client: TaskManagerClient<Channel>,
     reconnect: &Reconnect,
     plan: LoadPlan,
+    progress: Option<LoadProgress>,
 ) -> LoadReport {
     let next = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
@@ -158,6 +201,7 @@ pub async fn run(
         let reconnect = reconnect.clone();
         let next = next.clone();
         let plan = plan.clone();
+        let progress = progress.clone();
         workers.spawn(async move {
             let mut tally = Tally::default();
             while next.fetch_add(1, Ordering::Relaxed) < plan.tasks {
@@ -171,6 +215,9 @@ pub async fn run(
                     }
                 };
                 tally.submit.push(begun.elapsed());
+                if let Some(progress) = &progress {
+                    progress.submitted.inc(1);
+                }
                 if !plan.wait {
                     continue;
                 }
@@ -183,6 +230,9 @@ pub async fn run(
                     _ => tally.failed += 1,
                 }
                 tally.end_to_end.push(begun.elapsed());
+                if let Some(progress) = &progress {
+                    progress.finished.inc(1);
+                }
             }
             tally
         });

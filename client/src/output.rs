@@ -1,14 +1,16 @@
-//! How statuses are shown: a live progress bar on a terminal, one line per status otherwise,
-//! or one JSON object per status with `--json`.
+//! How statuses are shown: live progress bars on a terminal (indicatif; one per task, so the
+//! demo's concurrent tasks each have theirs), one line per status otherwise, or one JSON
+//! object per status with `--json`.
 
 use std::io::Write;
 
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use taskmanager_proto::pb;
 
 /// Output style.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Style {
-    /// A progress bar redrawn in place.
+    /// A live progress bar per task.
     Bar,
     /// One plain line per status.
     Lines,
@@ -23,12 +25,21 @@ pub struct Output {
     style: Style,
     /// Prefix of plain lines (the demo runs many tasks at once).
     prefix: String,
-    /// The bar as last drawn, while its line is open.
-    bar: Option<String>,
+    /// The terminal's bars, shared by every task's output (`Style::Bar`).
+    bars: Option<MultiProgress>,
+    /// This task's bar, once its first status arrived.
+    bar: Option<ProgressBar>,
+}
+
+/// How one task's bar looks: `0f8e2d1c [##########..........]  50% IN_PROGRESS attempt 1/3`.
+fn bar_style() -> ProgressStyle {
+    ProgressStyle::with_template("{prefix} [{bar:20}] {pos:>3}% {msg}")
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("#>.")
 }
 
 impl Output {
-    /// An output on stdout: `json` when asked, a bar when stdout is a terminal, else lines.
+    /// An output on stdout: `json` when asked, bars when stdout is a terminal, else lines.
     pub fn stdout(json: bool) -> Self {
         use std::io::IsTerminal;
         let style = if json {
@@ -43,24 +54,23 @@ impl Output {
 
     /// An output of the given style.
     pub fn new(style: Style) -> Self {
+        let bars = (style == Style::Bar)
+            .then(|| MultiProgress::with_draw_target(ProgressDrawTarget::stdout()));
         Self {
             style,
             prefix: String::new(),
+            bars,
             bar: None,
         }
     }
 
-    /// The same output with a line prefix, for one of several concurrent tasks (bars become
-    /// lines: several bars cannot share one terminal line).
+    /// The same output for one of several concurrent tasks: a bar of its own under the
+    /// others on a terminal, lines with `prefix` otherwise.
     pub fn for_task(&self, prefix: &str) -> Self {
-        let style = if self.style == Style::Bar {
-            Style::Lines
-        } else {
-            self.style
-        };
         Self {
-            style,
+            style: self.style,
             prefix: prefix.to_owned(),
+            bars: self.bars.clone(),
             bar: None,
         }
     }
@@ -76,35 +86,44 @@ impl Output {
             Style::Json => format!("{}\n", json(status)),
             Style::Lines => format!("{}{}\n", self.prefix, line(status)),
             Style::Bar => {
-                let drawn = bar(status);
-                let text = format!("\r\x1b[2K{drawn}");
-                self.bar = Some(drawn);
-                text
+                let bar = self.bar_for(status);
+                bar.set_position(u64::from(status.progress.min(100)));
+                bar.set_message(bar_message(status));
+                return;
             }
             Style::Quiet => return,
         };
         write_stdout(&text);
     }
 
-    /// Says what the client is doing besides showing statuses (reconnecting): `brief` after
-    /// the bar on its line (a longer text would wrap and break the redraw), else `full` as a
-    /// line on stderr, so that stdout keeps only statuses (pure JSON lines with `--json`).
-    pub fn notice(&mut self, brief: &str, full: &str) {
-        match self.style {
-            Style::Bar => {
-                let drawn = self.bar.get_or_insert_with(String::new);
-                let separator = if drawn.is_empty() { "" } else { "  " };
-                write_stdout(&format!("\r\x1b[2K{drawn}{separator}{brief}"));
+    /// This task's bar, added under the others at its first status.
+    fn bar_for(&mut self, status: &pb::StatusResponse) -> &ProgressBar {
+        let bars = self.bars.get_or_insert_with(MultiProgress::new);
+        self.bar.get_or_insert_with(|| {
+            let bar = bars.add(ProgressBar::new(100).with_style(bar_style()));
+            bar.set_prefix(short(&status.task_id).to_owned());
+            bar
+        })
+    }
+
+    /// Says what the client is doing besides showing statuses (reconnecting): on a
+    /// terminal, `full` as a line above the bars; otherwise as a line on stderr, so that
+    /// stdout keeps only statuses (pure JSON lines with `--json`). `brief` is for a display
+    /// that has room for a word only.
+    pub fn notice(&mut self, _brief: &str, full: &str) {
+        match (&self.style, &self.bars) {
+            (Style::Bar, Some(bars)) => {
+                let _ = bars.println(format!("{}{full}", self.prefix));
             }
-            Style::Lines | Style::Json => eprintln!("{}{full}", self.prefix),
-            Style::Quiet => {}
+            (Style::Lines | Style::Json | Style::Bar, _) => eprintln!("{}{full}", self.prefix),
+            (Style::Quiet, _) => {}
         }
     }
 
-    /// Ends the bar's line, if one is open.
+    /// Leaves this task's bar drawn as it ended.
     pub fn finish(&mut self) {
-        if self.bar.take().is_some() {
-            println!();
+        if let Some(bar) = self.bar.take() {
+            bar.abandon();
         }
     }
 }
@@ -129,19 +148,11 @@ pub fn line(status: &pb::StatusResponse) -> String {
     text + &outcome(status)
 }
 
-/// A progress bar: `<id> [#####.....]  50% IN_PROGRESS attempt 1/3`.
-pub fn bar(status: &pb::StatusResponse) -> String {
-    const WIDTH: usize = 20;
-    let filled = usize::try_from(status.progress.min(100)).unwrap_or(0) * WIDTH / 100;
+/// What a task's bar says after the percentage: `IN_PROGRESS attempt 1/3 [result|error]`.
+pub fn bar_message(status: &pb::StatusResponse) -> String {
     let text = format!(
-        "{} [{}{}] {:>3}% {} attempt {}/{}",
-        short(&status.task_id),
-        "#".repeat(filled),
-        ".".repeat(WIDTH - filled),
-        status.progress,
-        status.status,
-        status.attempt,
-        status.max_attempts
+        "{} attempt {}/{}",
+        status.status, status.attempt, status.max_attempts
     );
     text + &outcome(status)
 }
@@ -197,8 +208,8 @@ mod tests {
     #[test]
     fn formats() {
         assert_eq!(
-            bar(&status(50, "IN_PROGRESS")),
-            "0f8e2d1c [##########..........]  50% IN_PROGRESS attempt 1/3"
+            bar_message(&status(50, "IN_PROGRESS")),
+            "IN_PROGRESS attempt 1/3"
         );
         assert_eq!(
             line(&status(100, "COMPLETED")),

@@ -1,7 +1,8 @@
 //! `load`: N tasks at concurrency C, then throughput and latency percentiles.
 
 use super::Session;
-use crate::load::{LoadPlan, run as run_load};
+use crate::load::{LoadPlan, LoadProgress, run as run_load};
+use crate::output::Style;
 use crate::{EXIT_OK, EXIT_RPC, Failure};
 
 /// The arguments of `load`.
@@ -27,7 +28,13 @@ pub(crate) async fn run(session: Session, args: LoadArgs) -> Result<u8, Failure>
             .unwrap_or(session.stack.client.load.concurrency),
         wait: !args.no_wait,
     };
-    let report = run_load(session.client, &session.reconnect, plan).await;
+    // Live counts on a terminal; the report alone otherwise.
+    let progress =
+        (session.output.style() == Style::Bar).then(|| LoadProgress::new(plan.tasks, plan.wait));
+    let report = run_load(session.client, &session.reconnect, plan, progress.clone()).await;
+    if let Some(progress) = progress {
+        progress.finish();
+    }
     if session.json {
         println!("{}", report.json());
     } else {
