@@ -80,7 +80,7 @@ pub enum RenderError {
     Version(Vec<stack_config::Diagnostic>),
     /// The rendered manifests refer to things that were not rendered.
     #[error("the rendered stack does not hold together:\n{}", .0.iter().map(|p| format!("  - {p}")).collect::<Vec<_>>().join("\n"))]
-    CrossReference(Vec<String>),
+    CrossReference(Vec<crossref::Problem>),
 }
 
 /// `error` and its causes on one line, `: `-separated: how a render error is shown.

@@ -288,7 +288,7 @@ fn the_check_mode_reports_stale_files() {
 fn config_maps_hold_the_same_bytes_as_the_config_files() {
     let rendered = render(&stack(None, &[]), &Templates::embedded()).expect("renders");
     let (docs, problems) = stack_render::crossref::documents(&rendered);
-    assert_eq!(problems, Vec::<String>::new());
+    assert_eq!(problems, Vec::new());
     let mut checked = 0;
     for (_, doc) in &docs {
         if doc["kind"] != "ConfigMap" {
