@@ -8,10 +8,10 @@ use taskmanager_test_support::Scratch;
 /// Runs `stackctl check` in `dir` with `args` and `vars`, isolated from the caller's
 /// environment.
 fn check(dir: &Path, args: &[&str], vars: &[(&str, &str)]) -> Output {
-    let mut command = taskmanager_test_support::isolated(env!("CARGO_BIN_EXE_stackctl"));
-    command.current_dir(dir).arg("check").args(args);
-    command.envs(vars.iter().copied());
-    command.output().expect("stackctl runs")
+    let args: Vec<&str> = std::iter::once("check")
+        .chain(args.iter().copied())
+        .collect();
+    taskmanager_test_support::run_in(env!("CARGO_BIN_EXE_stackctl"), dir, &args, vars)
 }
 
 /// The stderr of a check that failed as it should: exit code 1 (not a signal), nothing on

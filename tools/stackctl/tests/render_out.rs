@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::process::Output;
 
-use taskmanager_test_support::Scratch;
+use taskmanager_test_support::{Scratch, stderr, stdout};
 
 /// A scratch directory holding a copy of the shipped stack.yaml.
 fn scratch() -> Scratch {
@@ -16,17 +16,7 @@ fn scratch() -> Scratch {
 
 /// Runs `stackctl` in `dir` with `args`, isolated from the caller's environment.
 fn run(dir: &Path, args: &[&str]) -> Output {
-    let mut command = taskmanager_test_support::isolated(env!("CARGO_BIN_EXE_stackctl"));
-    command.current_dir(dir).args(args);
-    command.output().expect("stackctl runs")
-}
-
-fn stdout(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-fn stderr(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
+    taskmanager_test_support::run_in(env!("CARGO_BIN_EXE_stackctl"), dir, args, &[])
 }
 
 #[test]

@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Output;
-use taskmanager_test_support::Scratch;
+use taskmanager_test_support::{Scratch, stderr, stdout};
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -11,18 +11,7 @@ fn repo() -> PathBuf {
 
 /// Runs `stackctl` in `dir` with `args` and `vars`, isolated from the caller's environment.
 fn run(dir: &Path, args: &[&str], vars: &[(&str, &str)]) -> Output {
-    let mut command = taskmanager_test_support::isolated(env!("CARGO_BIN_EXE_stackctl"));
-    command.current_dir(dir).args(args);
-    command.envs(vars.iter().copied());
-    command.output().expect("stackctl runs")
-}
-
-fn stdout(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-fn stderr(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
+    taskmanager_test_support::run_in(env!("CARGO_BIN_EXE_stackctl"), dir, args, vars)
 }
 
 /// A stack whose `prod` overlay holds a password, a misspelt password and a token.

@@ -4,7 +4,7 @@
 
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Output};
 
 /// A scratch directory under the system's temporary directory, removed on drop.
 #[derive(Debug)]
@@ -76,6 +76,35 @@ pub fn isolated(program: impl AsRef<OsStr>) -> Command {
         }
     }
     command
+}
+
+/// Runs `program` in `dir` with `args` and the variables `vars`, [`isolated`]; its output.
+///
+/// # Panics
+///
+/// When the program cannot be started.
+pub fn run_in(
+    program: impl AsRef<OsStr>,
+    dir: &Path,
+    args: &[&str],
+    vars: &[(&str, &str)],
+) -> Output {
+    let mut command = isolated(program);
+    command
+        .current_dir(dir)
+        .args(args)
+        .envs(vars.iter().copied());
+    command.output().expect("the program runs")
+}
+
+/// What a program wrote on stdout, as text.
+pub fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// What a program wrote on stderr, as text.
+pub fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
 #[cfg(test)]
