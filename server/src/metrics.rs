@@ -577,7 +577,11 @@ pub(crate) async fn serve(
                         debug!(%error, "A metrics connection failed.");
                     }
                 }
-                () = stop.cancelled() => connection.as_mut().graceful_shutdown(),
+                () = stop.cancelled() => {
+                    // Finish the request in flight (at most 2 s), then close.
+                    connection.as_mut().graceful_shutdown();
+                    let _ = tokio::time::timeout(Duration::from_secs(2), connection.as_mut()).await;
+                }
             }
         });
     }

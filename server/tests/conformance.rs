@@ -765,10 +765,10 @@ async fn depths_count_each_place_and_claims_say_how_long_they_waited(subject: Su
         .expect("claim")
         .expect("a task");
     assert_eq!(claim.task.priority, 2);
+    let waited = claim.waited.expect("a claim says how long its task waited");
     assert!(
-        claim.waited >= queued_for - Duration::from_millis(5),
-        "waited {:?}",
-        claim.waited
+        waited >= queued_for - Duration::from_millis(5),
+        "waited {waited:?}"
     );
     let depths = store.depths().await.expect("depths");
     assert_eq!((depths.pending, depths.leased), ([2, 1, 2], 1));

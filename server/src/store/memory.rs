@@ -369,7 +369,7 @@ impl Store for MemoryStore {
             entry.record.state = TaskState::InProgress;
             entry.record.progress = 0;
             entry.record.updated_ms = signed(now);
-            let waited = Duration::from_millis(now.saturating_sub(entry.runnable_at));
+            let waited = Some(Duration::from_millis(now.saturating_sub(entry.runnable_at)));
             token.clone_into(&mut entry.token);
             inner
                 .leases

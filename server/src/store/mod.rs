@@ -43,8 +43,8 @@ pub struct Claim {
     /// Proof of the lease: only this token can renew it or finish the attempt.
     pub token: String,
     /// How long the task waited runnable (queued, or handed back) before this claim, in the
-    /// store's clock.
-    pub waited: Duration,
+    /// store's clock; unknown for a task queued by a version that did not record it.
+    pub waited: Option<Duration>,
 }
 
 /// What renewing a lease found.

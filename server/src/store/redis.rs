@@ -459,11 +459,14 @@ impl Store for RedisStore {
                     .find(|(name, _)| name == "runnable_ms")
                     .and_then(|(_, value)| std::str::from_utf8(value).ok()?.parse::<i64>().ok());
                 let task = parse_task(fields)?;
-                let waited = runnable_ms.map_or(0, |at| task.updated_ms.saturating_sub(at));
+                let waited = runnable_ms.map(|at| {
+                    let ms = task.updated_ms.saturating_sub(at);
+                    Duration::from_millis(u64::try_from(ms).unwrap_or(0))
+                });
                 Ok(Some(Claim {
                     task,
                     token: token.to_owned(),
-                    waited: Duration::from_millis(u64::try_from(waited).unwrap_or(0)),
+                    waited,
                 }))
             }
         }

@@ -104,10 +104,12 @@ struct Worker {
     metrics: Arc<Metrics>,
 }
 
-/// When an attempt started, and when its task was accepted (ms since the epoch).
+/// How long an attempt's handler ran, and how long its task had existed when it was
+/// claimed (both without the time spent reporting the outcome; the second in the store's
+/// clock, like the task's timestamps).
 struct Timing {
-    started: std::time::Instant,
-    created_ms: i64,
+    ran: Duration,
+    before_claim_ms: i64,
 }
 
 /// How a run ended, as the worker saw it.
@@ -148,12 +150,14 @@ impl Worker {
                     if let Some(trace_id) = crate::telemetry::trace_id(&span) {
                         span.record("trace_id", trace_id.as_str());
                     }
-                    self.metrics
-                        .queue_wait
-                        .get_or_create(&PriorityLabels {
-                            priority: Priority::of(claim.task.priority),
-                        })
-                        .observe(claim.waited.as_secs_f64(), exemplar(&span), None);
+                    if let Some(waited) = claim.waited {
+                        self.metrics
+                            .queue_wait
+                            .get_or_create(&PriorityLabels {
+                                priority: Priority::of(claim.task.priority),
+                            })
+                            .observe(waited.as_secs_f64(), exemplar(&span), None);
+                    }
                     self.execute(claim).instrument(span).await;
                     self.metrics
                         .running
@@ -212,7 +216,8 @@ impl Worker {
         let Claim { task, token, .. } = claim;
         let task_id = task.id.clone();
         let attempt = task.attempt;
-        let created_ms = task.created_ms;
+        // Both in the store's clock: the claim set updated_ms.
+        let before_claim_ms = task.updated_ms.saturating_sub(task.created_ms);
         let Some(handler) = self.registry.get(&task.kind) else {
             let error = format!("no handler for task kind {:?}", task.kind);
             self.fail_permanently(&task_id, &token, &error, None).await;
@@ -257,8 +262,8 @@ impl Worker {
             }
         };
         let timing = Timing {
-            started,
-            created_ms,
+            ran: started.elapsed(),
+            before_claim_ms,
         };
         let ending = match (stopping, result) {
             (Some(Ending::LeaseLost), _) => Ending::LeaseLost,
@@ -333,8 +338,9 @@ impl Worker {
             .await;
         match timing {
             Some(timing) => self.count(done, &self.metrics.failed, Outcome::failed, timing),
-            None if done == Some(Finish::Done) => inc(&self.metrics.failed),
-            None => {}
+            None => {
+                self.tally(done, &self.metrics.failed, Outcome::failed);
+            }
         }
     }
 
@@ -347,41 +353,51 @@ impl Worker {
         outcome: Outcome,
         timing: &Timing,
     ) {
-        let outcome = match finish {
-            Some(Finish::Done) => {
-                inc(counter);
-                outcome
-            }
-            Some(Finish::Retrying) => {
-                inc(&self.metrics.retried);
-                Outcome::retried
-            }
-            Some(Finish::Cancelled) => {
-                inc(&self.metrics.cancelled);
-                Outcome::cancelled
-            }
-            Some(Finish::Stale) => {
-                inc(&self.metrics.stale);
-                Outcome::stale
-            }
-            None => return,
+        let Some(outcome) = self.tally(finish, counter, outcome) else {
+            return;
         };
         self.observe_run(outcome, timing);
         if matches!(
             outcome,
             Outcome::completed | Outcome::failed | Outcome::cancelled
         ) {
-            let now_ms = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
             self.metrics
                 .end_to_end
                 .get_or_create(&OutcomeLabels { outcome })
                 .observe(
-                    seconds(now_ms.saturating_sub(timing.created_ms)),
+                    seconds(timing.before_claim_ms) + timing.ran.as_secs_f64(),
                     exemplar(&tracing::Span::current()),
                     None,
                 );
+        }
+    }
+
+    /// Counts a recorded outcome: `Done` in `counter`, a retry, a cancellation or a stale
+    /// report. Returns how the attempt ended, when the store was told.
+    fn tally(
+        &self,
+        finish: Option<Finish>,
+        counter: &prometheus_client::metrics::counter::Counter,
+        outcome: Outcome,
+    ) -> Option<Outcome> {
+        match finish {
+            Some(Finish::Done) => {
+                inc(counter);
+                Some(outcome)
+            }
+            Some(Finish::Retrying) => {
+                inc(&self.metrics.retried);
+                Some(Outcome::retried)
+            }
+            Some(Finish::Cancelled) => {
+                inc(&self.metrics.cancelled);
+                Some(Outcome::cancelled)
+            }
+            Some(Finish::Stale) => {
+                inc(&self.metrics.stale);
+                Some(Outcome::stale)
+            }
+            None => None,
         }
     }
 
@@ -391,7 +407,7 @@ impl Worker {
             .run_time
             .get_or_create(&OutcomeLabels { outcome })
             .observe(
-                timing.started.elapsed().as_secs_f64(),
+                timing.ran.as_secs_f64(),
                 exemplar(&tracing::Span::current()),
                 None,
             );

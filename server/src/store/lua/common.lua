@@ -99,7 +99,8 @@ local function hand_back(id, retention_ms)
   redis.call('HSET', key, 'state', 'QUEUED', 'token', '', 'progress', 0, 'updated_ms', now,
     'runnable_ms', now)
   redis.call('ZREM', P .. 'leases', id)
-  local score = tonumber(h[4]) or (2 - tonumber(h[1])) * 1099511627776
+  -- Without its recorded place (a task queued by an older version), the front of its band.
+  local score = tonumber(h[4]) or (2 - tonumber(h[1])) * 1099511627776 + 1
   redis.call('ZADD', P .. 'tasks', score, id)
   emit(id, true)
 end
