@@ -2,8 +2,9 @@
 //! real server binary (over a real `redis-server`), both exporting spans over OTLP to a
 //! collector that this test runs. The client's `submit` span, the server's call spans and the
 //! task's attempt share one trace id, and the server's span is a child of the client's. A
-//! client that does not sample sends an unsampled context: the server follows it, and its
-//! log lines carry no trace id that would link to a trace never exported.
+//! client that does not sample sends an unsampled context: the server (which samples every
+//! trace it starts) follows it, and its log lines carry no trace id that would link to a
+//! trace never exported.
 
 mod support;
 
@@ -62,8 +63,9 @@ async fn one_trace_runs_from_the_client_to_the_worker() {
             "server.simulation.duration=200ms",
             "observability.tracing.enabled=true",
             &endpoint_set,
-            // The server keeps what the client sampled, and nothing else.
-            "observability.tracing.sampling_ratio=0",
+            // The server would keep every trace it starts: what it drops, it drops because
+            // the client's trace context said the trace is not sampled.
+            "observability.tracing.sampling_ratio=1",
             "server.log.level=debug",
             "server.log.format=json",
         ],
@@ -113,12 +115,16 @@ async fn one_trace_runs_from_the_client_to_the_worker() {
         .expect("the attempt");
     assert_eq!(attempt.attributes.get("task_id"), Some(&sampled));
 
-    // Nothing of the unsampled task was exported, by either side.
+    // Nothing of the unsampled task was exported, by either side: every span exported is of
+    // the sampled trace.
     let leaked: Vec<&ExportedSpan> = spans
         .iter()
-        .filter(|s| s.attributes.get("task_id") == Some(&unsampled))
+        .filter(|s| s.trace_id != client_span.trace_id)
         .collect();
-    assert!(leaked.is_empty(), "unsampled spans exported: {leaked:#?}");
+    assert!(
+        leaked.is_empty(),
+        "spans outside the sampled trace: {leaked:#?}"
+    );
 
     // Log lines link to exported traces only.
     let lines: HashMap<&str, &str> = [&sampled, &unsampled]
