@@ -23,7 +23,8 @@ pub struct Observability {
     pub tempo: Tempo,
     /// Mimir: long-term metric storage.
     pub mimir: Mimir,
-    /// Traces sent by the server: a span per API call and per task attempt.
+    /// Traces sent by the server and the client: a span per submitted task (client), per
+    /// API call and per task attempt (server), in one trace.
     pub tracing: Tracing,
 }
 
