@@ -77,7 +77,7 @@ fn main() -> ExitCode {
     for warning in &loaded.warnings {
         eprintln!("{warning}");
     }
-    let mut settings = match Settings::from_stack(&loaded.stack) {
+    let mut settings = match Settings::new(&loaded.stack, &loaded.topology) {
         Ok(settings) => settings,
         Err(error) => {
             eprintln!("error: {error}");

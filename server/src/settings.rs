@@ -3,8 +3,8 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use stack_config::Stack;
 use stack_config::model::{LogFormat, LogLevel, StoreKind};
+use stack_config::{Component, Stack, Topology};
 
 use crate::api::ApiLimits;
 use crate::store::RedisOptions;
@@ -56,6 +56,10 @@ pub enum SettingsError {
          TASKMANAGER__REDIS__AUTH__PASSWORD (or disable redis.auth)"
     )]
     MissingPassword,
+    /// The stack does not compile (it was not loaded through the loader, which reports the
+    /// same errors, located).
+    #[error("invalid stack: {0}")]
+    Invalid(String),
 }
 
 /// Percent-encodes a URL userinfo component.
@@ -71,16 +75,21 @@ fn encode(text: &str) -> String {
 }
 
 impl Settings {
-    /// Derives the settings from a loaded stack.
+    /// Derives the settings from a stack, compiling its topology.
     pub fn from_stack(stack: &Stack) -> Result<Self, SettingsError> {
+        let topology = Topology::compile(stack).map_err(|errors| {
+            let errors: Vec<String> = errors.iter().map(ToString::to_string).collect();
+            SettingsError::Invalid(errors.join("; "))
+        })?;
+        Self::new(stack, &topology)
+    }
+
+    /// Derives the settings from a loaded stack and its topology: Redis and the trace
+    /// endpoint are where the topology says.
+    pub fn new(stack: &Stack, topology: &Topology) -> Result<Self, SettingsError> {
         let server = &stack.server;
         let redis = &stack.redis;
-        let host = stack.redis_host();
-        let host = if host.contains(':') {
-            format!("[{host}]")
-        } else {
-            host
-        };
+        let host = stack_config::topology::bracketed(&topology.redis.host);
         let auth = if redis.auth.enabled {
             let password = redis
                 .auth
@@ -91,7 +100,7 @@ impl Settings {
         } else {
             String::new()
         };
-        let url = format!("redis://{auth}{host}:{}/{}", redis.port, redis.db);
+        let url = format!("redis://{auth}{host}:{}/{}", topology.redis.port, redis.db);
         let usize_of = |n: u32| usize::try_from(n).unwrap_or(usize::MAX);
         Ok(Self {
             listen: SocketAddr::from(([0, 0, 0, 0], server.port.get())),
@@ -136,14 +145,9 @@ impl Settings {
             allow_evicting_policy: redis.allow_evicting_policy,
             log_level: server.log.level,
             log_format: server.log.format,
-            traces: trace_settings(stack),
+            traces: TraceSettings::new(stack, topology, Component::Server),
         })
     }
-}
-
-/// The trace destination: the configured endpoint, or the deployed Tempo.
-pub fn trace_settings(stack: &Stack) -> Option<TraceSettings> {
-    TraceSettings::from_stack(stack)
 }
 
 #[cfg(test)]

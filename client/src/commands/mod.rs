@@ -9,9 +9,9 @@ mod task;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use stack_config::Stack;
 use stack_config::cli::StackArgs;
 use stack_config::model::{LogFormat, LogLevel};
+use stack_config::{Component, Loaded, Stack, Topology};
 use taskmanager_proto::pb;
 use taskmanager_proto::pb::task_manager_client::TaskManagerClient;
 use taskmanager_telemetry::TraceSettings;
@@ -110,36 +110,35 @@ pub(crate) struct Session {
 /// taskmanager-client; the client's own log lines are warnings on stderr), connects, runs
 /// the command and flushes the spans. Returns the exit code.
 pub async fn run(args: Args) -> Result<u8, Failure> {
-    let stack = args
-        .stack
-        .loader()
-        .load()
-        .map_err(|report| Failure {
-            message: format!("invalid settings\n{report}"),
-            code: EXIT_USAGE,
-        })?
-        .stack;
+    let Loaded {
+        stack, topology, ..
+    } = args.stack.loader().load().map_err(|report| Failure {
+        message: format!("invalid settings\n{report}"),
+        code: EXIT_USAGE,
+    })?;
     let telemetry = taskmanager_telemetry::init(
         taskmanager_telemetry::CLIENT_SERVICE,
         LogLevel::Warn,
         LogFormat::Text,
-        TraceSettings::from_stack(&stack).as_ref(),
+        TraceSettings::new(&stack, &topology, Component::Client).as_ref(),
     )
     .map_err(|error| Failure {
         message: format!("cannot set up tracing: {error}"),
         code: EXIT_USAGE,
     })?;
-    let result = dispatch(args, stack).await;
+    let result = dispatch(args, stack, &topology).await;
     telemetry.shutdown();
     result
 }
 
-async fn dispatch(args: Args, stack: Stack) -> Result<u8, Failure> {
-    let address = args
-        .address
-        .clone()
-        .or_else(|| stack.client.address.clone())
-        .unwrap_or_else(|| stack.service_url(stack_config::Component::Server, "grpc"));
+async fn dispatch(args: Args, stack: Stack, topology: &Topology) -> Result<u8, Failure> {
+    // `client.address`, or the server's Service: the topology's endpoint holds either.
+    let address = args.address.clone().unwrap_or_else(|| {
+        topology
+            .endpoint(Component::Client, Component::Server)
+            .map(|endpoint| endpoint.url.clone())
+            .expect("the client always has an endpoint to the server (a bug)")
+    });
     let reconnect = Reconnect::new(&address, args.reconnect_for)?;
     let client = reconnect.connect().await?;
     let session = Session {

@@ -5,6 +5,8 @@
 //!   variables ← `--set`), with every error reported at once, located by key path and, for
 //!   values from a file, by line and column.
 //! - [`schema`]: the JSON Schema generated from the same types.
+//! - [`Topology`]: what a loaded stack deploys and how its parts reach each other, compiled
+//!   once and read by the renderer, the cross-reference check, the server and the client.
 //!
 //! This crate does no rendering and no networking.
 
@@ -30,16 +32,16 @@ pub use load::{ENV_PREFIX, ENV_SEPARATOR, Loaded, Loader, Rule};
 pub use model::Stack;
 pub use reference::{REFERENCE_PATH, reference_markdown};
 pub use schema::{SCHEMA_PATH, schema, schema_json};
-pub use topology::{Component, NamedPort};
+pub use topology::{Component, Endpoint, NamedPort, Topology};
 pub use validate::validate;
 
 /// The resolved configuration as JSON, with the computed values under `derived`. Secrets are
 /// redacted: `Secret` values, and in the environment overlays (which are not validated until
 /// selected) every value whose key looks secret.
-pub fn resolved(stack: &Stack) -> serde_json::Value {
-    let mut value = serde_json::to_value(stack).expect("a stack serializes");
+pub fn resolved(loaded: &Loaded) -> serde_json::Value {
+    let mut value = serde_json::to_value(&loaded.stack).expect("a stack serializes");
     if let serde_json::Value::Object(map) = &mut value {
-        map.insert("derived".to_owned(), stack.derived());
+        map.insert("derived".to_owned(), loaded.topology.derived(&loaded.stack));
     }
     value
 }

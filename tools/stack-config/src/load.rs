@@ -33,6 +33,7 @@ use figment::{Figment, Metadata, Profile, Provider};
 use crate::diagnostic::{Diagnostic, Origin, Report, suggest};
 use crate::model::Stack;
 use crate::source::{SourceFile, join, more_errors};
+use crate::topology::Topology;
 use crate::validate::validate;
 
 /// Prefix of the environment variables that override settings.
@@ -60,8 +61,9 @@ pub struct Loader {
 }
 
 /// A check that a consumer adds to validation (`stackctl` adds the templates' version lines):
-/// it returns errors with key paths, and the loader locates them like its own.
-pub type Rule = std::sync::Arc<dyn Fn(&Stack) -> Vec<Diagnostic> + Send + Sync>;
+/// it runs on a stack that compiled, and returns errors with key paths, which the loader
+/// locates like its own.
+pub type Rule = std::sync::Arc<dyn Fn(&Stack, &Topology) -> Vec<Diagnostic> + Send + Sync>;
 
 /// Names the sources, never their values: a variable or `--set` may carry a password.
 impl std::fmt::Debug for Loader {
@@ -92,6 +94,8 @@ impl std::fmt::Debug for Loader {
 pub struct Loaded {
     /// The stack.
     pub stack: Stack,
+    /// Its compiled deployment.
+    pub topology: Topology,
     /// Warnings (a loaded stack has no errors).
     pub warnings: Vec<Diagnostic>,
 }
@@ -195,10 +199,10 @@ impl Loader {
         }
     }
 
-    /// Adds a check that runs after validation, on every load.
+    /// Adds a check that runs after validation and compilation, on every load.
     pub fn rule(
         mut self,
-        rule: impl Fn(&Stack) -> Vec<Diagnostic> + Send + Sync + 'static,
+        rule: impl Fn(&Stack, &Topology) -> Vec<Diagnostic> + Send + Sync + 'static,
     ) -> Self {
         self.rules.push(std::sync::Arc::new(rule));
         self
@@ -283,9 +287,18 @@ impl Loader {
         hidden.add(extracted.hidden);
         errors.extend(extracted.diagnostics);
         let mut diagnostics = errors;
+        let mut topology = None;
         if let Some(stack) = &stack {
-            let added = self.rules.iter().flat_map(|rule| rule(stack));
-            for diagnostic in validate(stack).into_iter().chain(added) {
+            let compiled = match Topology::compile(stack) {
+                Ok(compiled) => {
+                    let added = self.rules.iter().flat_map(|rule| rule(stack, &compiled));
+                    let added: Vec<Diagnostic> = added.collect();
+                    topology = Some(compiled);
+                    added
+                }
+                Err(errors) => errors,
+            };
+            for diagnostic in validate(stack).into_iter().chain(compiled) {
                 if pruned.iter().any(|path| overlaps(path, &diagnostic.path)) {
                     continue;
                 }
@@ -297,11 +310,14 @@ impl Loader {
         diagnostics.dedup();
         let diagnostics = limit_errors(diagnostics, hidden);
 
-        match stack {
-            Some(stack) if diagnostics.iter().all(|d| !d.is_error()) => Ok(Loaded {
-                stack,
-                warnings: diagnostics,
-            }),
+        match (stack, topology) {
+            (Some(stack), Some(topology)) if diagnostics.iter().all(|d| !d.is_error()) => {
+                Ok(Loaded {
+                    stack,
+                    topology,
+                    warnings: diagnostics,
+                })
+            }
             _ => Err(report(diagnostics)),
         }
     }

@@ -205,18 +205,9 @@ fn durations(stack: &Stack, out: &mut Vec<Diagnostic>) {
 
 fn redis(stack: &Stack, out: &mut Vec<Diagnostic>) {
     let redis = &stack.redis;
-    match (redis.mode, &redis.host) {
-        (RedisMode::External, None) => out.push(
-            Diagnostic::error(
-                "redis.host",
-                "redis-external-host",
-                "an external Redis needs a host: `redis.mode` is `external` but `redis.host` \
-                 is not set",
-            )
-            .with_help("set redis.host, or use `mode: managed` to deploy Redis with the stack")
-            .with_related("redis.mode"),
-        ),
-        (RedisMode::Managed, Some(host)) => out.push(
+    // An external Redis without a host is no topology: `Topology::compile` refuses it.
+    if let (RedisMode::Managed, Some(host)) = (redis.mode, &redis.host) {
+        out.push(
             Diagnostic::error(
                 "redis.host",
                 "redis-managed-host",
@@ -226,8 +217,7 @@ fn redis(stack: &Stack, out: &mut Vec<Diagnostic>) {
                 ),
             )
             .with_help("remove redis.host, or set `redis.mode: external`"),
-        ),
-        _ => {}
+        );
     }
     if redis.db > 15 {
         out.push(Diagnostic::error(
@@ -513,7 +503,7 @@ mod tests {
         stack.server.autoscaling.min_replicas = 5;
         stack.server.autoscaling.max_replicas = 3;
         stack.server.lease.renew_interval = Duration::from_secs(60);
-        stack.redis.mode = RedisMode::External;
+        stack.redis.host = Some(crate::types::Host::new("redis.example.com").expect("host"));
         stack.observability.mimir.enabled = false;
         let rules: Vec<_> = validate(&stack)
             .iter()
@@ -528,7 +518,7 @@ mod tests {
                     "replicas-range"
                 ),
                 ("server.lease.renew_interval".to_owned(), "lease-renewal"),
-                ("redis.host".to_owned(), "redis-external-host"),
+                ("redis.host".to_owned(), "redis-managed-host"),
                 (
                     "observability.prometheus.remote_write_to_mimir".to_owned(),
                     "component-disabled"

@@ -60,7 +60,8 @@ fn the_shipped_stack_loads_in_every_environment() {
         .load()
         .expect("prod is valid");
     assert_eq!(prod.stack.redis.mode, RedisMode::External);
-    assert_eq!(prod.stack.redis_host(), "redis.prod.internal");
+    assert_eq!(prod.topology.redis.host, "redis.prod.internal");
+    assert!(!prod.topology.redis.managed);
     assert_eq!(prod.stack.server.autoscaling.max_replicas, 12);
     // A partial mapping in the overlay merges into the file's mapping.
     assert_eq!(prod.stack.server.autoscaling.target_cpu_utilization, 70);
@@ -439,11 +440,11 @@ fn a_promtail_shipper_loads_with_a_warning() {
 #[test]
 fn secrets_never_print() {
     let vars = vec![(s("TASKMANAGER__REDIS__AUTH__PASSWORD"), s("hunter2-0123"))];
-    let stack = Loader::new().env_vars(vars).load().expect("valid").stack;
-    let password = stack.redis.auth.password.as_ref().expect("set");
+    let loaded = Loader::new().env_vars(vars).load().expect("valid");
+    let password = loaded.stack.redis.auth.password.as_ref().expect("set");
     assert_eq!(password.expose(), "hunter2-0123");
-    assert!(!format!("{stack:?}").contains("hunter2"));
-    let resolved = stack_config::resolved(&stack).to_string();
+    assert!(!format!("{:?}", loaded.stack).contains("hunter2"));
+    let resolved = stack_config::resolved(&loaded).to_string();
     assert!(!resolved.contains("hunter2"));
     assert!(resolved.contains("<redacted>"));
 }
@@ -457,8 +458,7 @@ fn derived_values_follow_the_settings() {
             "namespace=prod",
         ])
         .load()
-        .expect("valid")
-        .stack;
+        .expect("valid");
     let resolved = stack_config::resolved(&stack);
     let get = |key| {
         stack_config::get(&resolved, key)
@@ -483,11 +483,11 @@ fn derived_values_follow_the_settings() {
 
 #[test]
 fn the_redis_memory_cap_is_derived_from_the_limit_or_set() {
-    let stack = Loader::new().file(shipped()).load().expect("valid").stack;
-    assert_eq!(stack.redis.maxmemory, None);
+    let loaded = Loader::new().file(shipped()).load().expect("valid");
+    assert_eq!(loaded.stack.redis.maxmemory, None);
     // 70% of 512Mi, rounded down to whole bytes.
-    assert_eq!(stack.redis.maxmemory_bytes(), 375_809_638);
-    let resolved = stack_config::resolved(&stack);
+    assert_eq!(loaded.stack.redis.maxmemory_bytes(), 375_809_638);
+    let resolved = stack_config::resolved(&loaded);
     assert_eq!(
         stack_config::get(&resolved, "derived.redis.maxmemory"),
         Some(&serde_json::json!(375_809_638))
@@ -503,8 +503,7 @@ fn the_redis_memory_cap_is_derived_from_the_limit_or_set() {
         .file(shipped())
         .environment(Some("prod"))
         .load()
-        .expect("valid")
-        .stack;
+        .expect("valid");
     let resolved = stack_config::resolved(&prod);
     assert_eq!(
         stack_config::get(&resolved, "derived.redis.maxmemory"),

@@ -711,8 +711,9 @@ environments:
 ";
     let dir = TempDir::new();
     let path = dir.write("stack.yaml", text);
-    let stack = Loader::new().file(&path).load().expect("valid").stack;
-    let resolved = stack_config::resolved(&stack);
+    let loaded = Loader::new().file(&path).load().expect("valid");
+    let resolved = stack_config::resolved(&loaded);
+    let stack = loaded.stack;
     assert_eq!(
         stack_config::get(&resolved, "environments.prod"),
         Some(&serde_json::json!({

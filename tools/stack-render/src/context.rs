@@ -1,9 +1,14 @@
 //! What templates see: the resolved stack and the values derived from it.
 
-use serde_json::{Value, json};
-use stack_config::{Component, Stack};
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+use serde_json::Value;
+use stack_config::Stack;
+use stack_config::topology::{STACK_CONFIG_MAP, Topology};
 
 /// A label the log shippers put on every log line, from the pod's Kubernetes metadata.
+#[derive(Serialize)]
 struct LogLabel {
     /// The Loki label.
     label: &'static str,
@@ -63,22 +68,6 @@ const LOG_LABELS: [LogLabel; 5] = [
     },
 ];
 
-/// [`LOG_LABELS`] for templates.
-fn log_labels() -> Value {
-    LOG_LABELS
-        .iter()
-        .map(|l| {
-            json!({
-                "label": l.label,
-                "sources": l.sources,
-                "regex": l.regex,
-                "replacement": l.replacement,
-                "span_attribute": l.span_attribute,
-            })
-        })
-        .collect()
-}
-
 /// The resolved stack as JSON, without the overlays (already applied).
 pub(crate) fn resolved(stack: &Stack) -> Value {
     let mut value = serde_json::to_value(stack).expect("a stack serializes");
@@ -106,102 +95,89 @@ pub(crate) fn server_stack_yaml(stack: &Stack) -> String {
     )
 }
 
-/// The template context.
-pub(crate) fn build(stack: &Stack) -> Value {
-    let o = &stack.observability;
-    let ns = stack.namespace.to_string();
-    let mut names = serde_json::Map::new();
-    for component in Component::ALL {
-        names.insert(
-            component.name().into(),
-            stack.object_name(component.name()).into(),
-        );
-    }
-    names.insert("config".into(), stack.object_name("config").into());
-    let images = &stack.images;
-    let image = json!({
-        "server": stack.server_image(),
-        "client": stack.client_image(),
-        "redis": images.third_party(&stack.redis.image),
-        "prometheus": images.third_party(&o.prometheus.image),
-        "grafana": images.third_party(&o.grafana.image),
-        "loki": images.third_party(&o.loki.image),
-        "tempo": images.third_party(&o.tempo.image),
-        "mimir": images.third_party(&o.mimir.image),
-        "promtail": images.third_party(&o.logs.promtail.image),
-        "alloy": images.third_party(&o.logs.alloy.image),
-    });
-    let versions = json!({
-        "redis": stack.redis.image.tag.tag(),
-        "prometheus": o.prometheus.image.tag.tag(),
-        "grafana": o.grafana.image.tag.tag(),
-        "loki": o.loki.image.tag.tag(),
-        "tempo": o.tempo.image.tag.tag(),
-        "mimir": o.mimir.image.tag.tag(),
-        "promtail": o.logs.promtail.image.tag.tag(),
-        "alloy": o.logs.alloy.image.tag.tag(),
-    });
-    let ports = ports(stack);
-    let urls: serde_json::Map<String, Value> = [
-        Component::Prometheus,
-        Component::Grafana,
-        Component::Loki,
-        Component::Tempo,
-        Component::Mimir,
-    ]
-    .into_iter()
-    .map(|c| (c.name().to_owned(), stack.service_url(c, "http").into()))
-    .collect();
-    let grace = stack.server.shutdown_grace.get().as_secs_f64().ceil() as u64;
-    json!({
-        "stack": resolved(stack),
-        "ns": ns,
-        "n": names,
-        "image": image,
-        "versions": versions,
-        "ports": ports,
-        "urls": urls,
-        "grace_seconds": grace,
-        "redis_maxmemory": stack.redis.maxmemory_bytes(),
-        "addresses": addresses(stack),
-        "log_labels": log_labels(),
-        "configs": {},
-        "checksums": {},
-        "resources": [],
-        "version": env!("CARGO_PKG_VERSION"),
-    })
+/// What every template sees. Everything about the deployment comes from the [`Topology`]:
+/// object names, images, versions, ports and the addresses components dial; templates write
+/// no name, address or port of their own.
+#[derive(Serialize)]
+pub(crate) struct Context {
+    /// The resolved stack, without the overlays.
+    stack: Value,
+    /// The namespace.
+    ns: String,
+    /// Object names by component (`n.tempo`), and `n.config`, the ConfigMap of `stack.yaml`.
+    n: BTreeMap<&'static str, String>,
+    /// Image references by component.
+    image: BTreeMap<&'static str, String>,
+    /// Third-party image tags by component.
+    versions: BTreeMap<&'static str, String>,
+    /// Ports by component: `<component>` for its main (HTTP) port, `<component>_<port>`
+    /// for the others (`tempo_otlp_grpc`, `mimir_grpc`).
+    ports: BTreeMap<String, u16>,
+    /// Addresses dialled: `dial.<from>.<to>` (`dial.prometheus.mimir`).
+    dial: BTreeMap<&'static str, BTreeMap<&'static str, String>>,
+    /// The server's shutdown grace in whole seconds (rounded up).
+    grace_seconds: u64,
+    /// The managed Redis's `maxmemory` in bytes.
+    redis_maxmemory: u64,
+    /// The labels of every log line.
+    log_labels: &'static [LogLabel],
+    /// The rendered configs by file name (`tempo.yaml`), as they are rendered.
+    pub(crate) configs: BTreeMap<String, String>,
+    /// Their SHA-256, for the pods' checksum annotations.
+    pub(crate) checksums: BTreeMap<String, String>,
+    /// The rendered manifests, for the kustomization.
+    pub(crate) resources: Vec<String>,
+    /// The version of stackctl.
+    version: &'static str,
 }
 
-/// The ports templates write, by the names they use: `<component>` for a component's main
-/// (HTTP) port, `<component>_<port>` for the others (`tempo_otlp_grpc`, `mimir_grpc`).
-fn ports(stack: &Stack) -> serde_json::Map<String, Value> {
-    let mut out = serde_json::Map::new();
-    for component in Component::ALL {
-        for port in stack.ports(component) {
-            let key = if port.name == "http" {
-                component.name().to_owned()
-            } else {
-                format!("{}_{}", component.name(), port.name.replace('-', "_"))
-            };
-            out.insert(key, port.number.into());
+impl Context {
+    /// The context of `stack`, compiled into `topology`.
+    pub(crate) fn new(stack: &Stack, topology: &Topology) -> Self {
+        let parts = || topology.parts.iter();
+        let mut n: BTreeMap<_, _> = parts()
+            .map(|part| (part.component.name(), part.object_name.clone()))
+            .collect();
+        n.insert(STACK_CONFIG_MAP, stack.object_name(STACK_CONFIG_MAP));
+        let mut ports = BTreeMap::new();
+        for part in parts() {
+            for port in &part.ports {
+                let name = part.component.name();
+                let key = if port.name == "http" {
+                    name.to_owned()
+                } else {
+                    format!("{name}_{}", port.name.replace('-', "_"))
+                };
+                ports.insert(key, port.number);
+            }
+        }
+        let dial = topology
+            .dials()
+            .into_iter()
+            .map(|(from, to)| {
+                let to = to.into_iter().map(|(to, url)| (to, url.to_owned()));
+                (from, to.collect())
+            })
+            .collect();
+        Self {
+            stack: resolved(stack),
+            ns: topology.namespace.clone(),
+            n,
+            image: parts()
+                .map(|part| (part.component.name(), part.image.clone()))
+                .collect(),
+            versions: parts()
+                .filter_map(|part| Some((part.component.name(), part.tag.as_ref()?.tag.clone())))
+                .collect(),
+            ports,
+            dial,
+            grace_seconds: stack.server.shutdown_grace.get().as_secs_f64().ceil() as u64,
+            redis_maxmemory: stack.redis.maxmemory_bytes(),
+            log_labels: &LOG_LABELS,
+            configs: BTreeMap::new(),
+            checksums: BTreeMap::new(),
+            resources: Vec::new(),
+            version: env!("CARGO_PKG_VERSION"),
         }
     }
-    out
-}
-
-/// The addresses components dial, as the manifests and configs write them.
-pub(crate) fn addresses(stack: &Stack) -> Value {
-    json!({
-        "client_to_server": stack
-            .client
-            .address
-            .clone()
-            .unwrap_or_else(|| stack.service_url(Component::Server, "grpc")),
-        "otlp": stack
-            .observability
-            .tracing
-            .endpoint
-            .clone()
-            .unwrap_or_else(|| stack.service_url(Component::Tempo, "otlp-grpc")),
-    })
 }

@@ -33,6 +33,7 @@ use std::collections::BTreeMap;
 
 use sha2::Digest;
 use stack_config::Stack;
+use stack_config::topology::{STACK_TEMPLATES, Topology};
 
 pub use marker::MARKER;
 pub use output::{Diff, WriteError, diff, write_atomically};
@@ -75,6 +76,10 @@ pub enum RenderError {
         .0.iter().map(|p| format!("  - {p}")).collect::<Vec<_>>().join("\n")
     )]
     ReadBack(Vec<String>),
+    /// The stack does not compile into a topology (it was not validated: the loader reports
+    /// the same errors, located).
+    #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
+    Stack(Vec<stack_config::Diagnostic>),
     /// An image tag lies outside the version line its component's templates render for.
     #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
     Version(Vec<stack_config::Diagnostic>),
@@ -104,43 +109,14 @@ pub struct Rendered {
 
 /// Which templates render for this stack, in order: configs first (their checksums and bytes
 /// feed the manifests), the kustomization last (it lists the rest).
-fn selected(stack: &Stack) -> Vec<&'static str> {
-    use stack_config::Component::{
-        Alloy, Client, Grafana, Loki, Mimir, Prometheus, Promtail, Redis, Tempo,
-    };
-    let on = |component| stack.deploys(component);
-    let alerts = on(Prometheus) && stack.observability.prometheus.alerts.enabled;
-    let table: [(bool, &'static str); 25] = [
-        (on(Prometheus), "configs/prometheus.yml"),
-        (alerts, "configs/alerts.yml"),
-        (on(Loki), "configs/loki.yaml"),
-        (on(Promtail), "configs/promtail.yaml"),
-        (on(Alloy), "configs/config.alloy"),
-        (on(Tempo), "configs/tempo.yaml"),
-        (on(Mimir), "configs/mimir.yaml"),
-        (on(Grafana), "configs/grafana-datasources.yaml"),
-        (on(Grafana), "configs/grafana-dashboards.yaml"),
-        (on(Grafana), "configs/taskmanager-dashboard.json"),
-        (true, "k8s/namespace.yaml"),
-        (true, "k8s/server.yaml"),
-        (on(Client), "k8s/client.yaml"),
-        (on(Redis), "k8s/redis.yaml"),
-        (on(Redis), "k8s/network-policies.yaml"),
-        (on(Prometheus), "k8s/prometheus.yaml"),
-        (on(Grafana), "k8s/grafana.yaml"),
-        (on(Loki), "k8s/loki.yaml"),
-        (on(Promtail), "k8s/promtail.yaml"),
-        (on(Alloy), "k8s/alloy.yaml"),
-        (on(Tempo), "k8s/tempo.yaml"),
-        (on(Mimir), "k8s/mimir.yaml"),
-        (true, "docker/server.Dockerfile"),
-        (true, "docker/client.Dockerfile"),
-        (true, "local/docker-run.sh"),
-    ];
-    let mut out: Vec<&'static str> = table
-        .into_iter()
-        .filter_map(|(on, template)| on.then_some(template))
-        .collect();
+fn selected(topology: &Topology) -> Vec<&'static str> {
+    let deployed = topology
+        .deployed()
+        .flat_map(|part| part.templates.iter().copied());
+    let (mut out, rest): (Vec<_>, Vec<_>) = deployed
+        .chain(STACK_TEMPLATES.iter().copied())
+        .partition(|template| template.starts_with("configs/"));
+    out.extend(rest);
     out.push("k8s/kustomization.yaml");
     out
 }
@@ -156,42 +132,38 @@ fn sha256(text: &str) -> String {
 /// Renders every file for `stack`, then checks that every file reads back as written and
 /// that the result holds together.
 pub fn render(stack: &Stack, templates: &Templates) -> Result<Rendered, RenderError> {
-    let outside = templates.version_lines()?.check(stack);
+    let topology = Topology::compile(stack).map_err(RenderError::Stack)?;
+    let outside = templates.version_lines()?.check(&topology);
     if !outside.is_empty() {
         return Err(RenderError::Version(outside));
     }
     let env = templates.environment(filters::Filters::Quoting)?;
     let skeleton_env = templates.environment(filters::Filters::Skeleton)?;
-    let mut context = context::build(stack);
+    let mut context = context::Context::new(stack, &topology);
     let mut files = BTreeMap::new();
     // The kinds of the documents each YAML file is meant to hold.
     let mut intended = BTreeMap::new();
     let server_stack = context::server_stack_yaml(stack);
     files.insert("configs/stack.yaml".to_owned(), server_stack);
     intended.insert("configs/stack.yaml".to_owned(), vec![None]);
-    let mut configs = serde_json::Map::new();
-    let mut checksums = serde_json::Map::new();
-    let mut publish = |files: &BTreeMap<String, String>, context: &mut serde_json::Value| {
+    let publish = |files: &BTreeMap<String, String>, context: &mut context::Context| {
         for (path, text) in files {
             if let Some(name) = path.strip_prefix("configs/") {
-                configs.insert(name.to_owned(), text.clone().into());
-                checksums.insert(name.to_owned(), sha256(text).into());
+                context.configs.insert(name.to_owned(), text.clone());
+                context.checksums.insert(name.to_owned(), sha256(text));
             }
         }
-        context["configs"] = configs.clone().into();
-        context["checksums"] = checksums.clone().into();
     };
     publish(&files, &mut context);
-    for template in selected(stack) {
+    for template in selected(&topology) {
         // Each template renders the file of the same path.
         let output = template;
         if template == "k8s/kustomization.yaml" {
-            let resources: Vec<String> = files
+            context.resources = files
                 .keys()
                 .filter_map(|path| path.strip_prefix("k8s/"))
                 .map(str::to_owned)
                 .collect();
-            context["resources"] = resources.into();
         }
         let text = templates::render_one(&env, template, &context)?;
         if output.ends_with(".yaml") || output.ends_with(".yml") {
@@ -215,7 +187,7 @@ pub fn render(stack: &Stack, templates: &Templates) -> Result<Rendered, RenderEr
     if !problems.is_empty() {
         return Err(RenderError::ReadBack(problems));
     }
-    let problems = crossref::check(stack, &rendered);
+    let problems = crossref::check(&topology, &rendered);
     if problems.is_empty() {
         Ok(rendered)
     } else {

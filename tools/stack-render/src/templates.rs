@@ -101,7 +101,7 @@ pub(crate) fn template_error(template: &str, error: minijinja::Error) -> RenderE
 pub(crate) fn render_one(
     env: &Environment<'static>,
     name: &str,
-    context: &serde_json::Value,
+    context: &impl serde::Serialize,
 ) -> Result<String, RenderError> {
     let template = env
         .get_template(name)

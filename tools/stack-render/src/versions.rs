@@ -8,7 +8,8 @@
 
 use std::collections::BTreeMap;
 
-use stack_config::{Component, Diagnostic, Stack};
+use stack_config::Diagnostic;
+use stack_config::topology::{Tag, Topology};
 
 use crate::RenderError;
 
@@ -101,18 +102,14 @@ impl VersionLines {
     }
 
     /// One error for each image tag of a deployed component that lies outside its line.
-    pub fn check(&self, stack: &Stack) -> Vec<Diagnostic> {
+    pub fn check(&self, topology: &Topology) -> Vec<Diagnostic> {
         let mut out = Vec::new();
-        for component in Component::ALL {
-            let Some((image, path)) = stack.third_party_image(component) else {
+        for part in topology.deployed() {
+            let Some(Tag { tag, key: path }) = &part.tag else {
                 continue;
             };
-            if !stack.deploys(component) {
-                continue;
-            }
-            let title = component.title();
-            let lines = self.of(component.name());
-            let tag = image.tag.tag();
+            let title = part.component.title();
+            let lines = self.of(part.component.name());
             if lines.iter().any(|line| line.contains(tag)) {
                 continue;
             }
@@ -127,7 +124,7 @@ impl VersionLines {
             };
             out.push(
                 Diagnostic::error(
-                    path,
+                    *path,
                     RULE,
                     format!(
                         "the tag {} is outside the version line the templates render {title} \

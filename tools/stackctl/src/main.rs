@@ -81,7 +81,9 @@ fn loader(
     let lines = templates
         .version_lines()
         .map_err(|error| format!("error: {}", stack_render::error_chain(&error)))?;
-    Ok(source.loader_for(env).rule(move |stack| lines.check(stack)))
+    Ok(source
+        .loader_for(env)
+        .rule(move |_, topology| lines.check(topology)))
 }
 
 /// Loads the stack, printing warnings to stderr.
@@ -104,7 +106,7 @@ fn real_main(cli: Cli) -> Result<ExitCode, String> {
         }
         Command::Get { key } => {
             let loaded = load(&cli.source, &stack_render::Templates::embedded())?;
-            let resolved = stack_config::resolved(&loaded.stack);
+            let resolved = stack_config::resolved(&loaded);
             let value = stack_config::get(&resolved, &key).ok_or_else(|| {
                 format!(
                     "error: no setting `{}` in the resolved stack",

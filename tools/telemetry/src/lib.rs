@@ -16,8 +16,8 @@ use opentelemetry_otlp::WithExportConfig;
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider};
-use stack_config::Stack;
 use stack_config::model::{LogFormat, LogLevel};
+use stack_config::{Component, Stack, Topology};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
@@ -41,20 +41,13 @@ pub struct TraceSettings {
 }
 
 impl TraceSettings {
-    /// The trace destination of `stack`: the configured endpoint, or the deployed Tempo;
-    /// `None` when tracing is off.
-    pub fn from_stack(stack: &Stack) -> Option<Self> {
-        let tracing = &stack.observability.tracing;
-        if !tracing.enabled {
-            return None;
-        }
-        let endpoint = tracing
-            .endpoint
-            .clone()
-            .unwrap_or_else(|| stack.service_url(stack_config::Component::Tempo, "otlp-grpc"));
+    /// Where `component`'s traces go in `stack` (compiled into `topology`): its trace
+    /// endpoint, the configured one or the deployed Tempo; `None` when tracing is off.
+    pub fn new(stack: &Stack, topology: &Topology, component: Component) -> Option<Self> {
+        let endpoint = topology.endpoint(component, Component::Tempo)?;
         Some(Self {
-            endpoint,
-            sampling_ratio: tracing.sampling_ratio,
+            endpoint: endpoint.url.clone(),
+            sampling_ratio: stack.observability.tracing.sampling_ratio,
         })
     }
 }

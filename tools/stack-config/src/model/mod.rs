@@ -140,38 +140,4 @@ impl Stack {
     pub fn client_image(&self) -> String {
         self.images.reference(&self.images.client)
     }
-
-    /// The Redis host the server connects to: the configured external host, or the managed
-    /// Redis Service in the cluster.
-    pub fn redis_host(&self) -> String {
-        match (&self.redis.mode, &self.redis.host) {
-            (_, Some(host)) => host.to_string(),
-            (RedisMode::Managed, None) => self.service_host(crate::Component::Redis),
-            // Validation rejects an external Redis without a host.
-            (RedisMode::External, None) => String::new(),
-        }
-    }
-
-    /// Values computed from the rest of the stack, as `stackctl get derived.*` shows them.
-    pub fn derived(&self) -> serde_json::Value {
-        serde_json::json!({
-            "images": {
-                "server": self.server_image(),
-                "client": self.client_image(),
-                "redis": self.images.third_party(&self.redis.image),
-            },
-            "redis": {
-                "host": self.redis_host(),
-                "port": self.redis.port,
-                "service": self.object_name("redis"),
-                // The managed Redis's memory cap in bytes; an external Redis sets its own.
-                "maxmemory": (self.redis.mode == RedisMode::Managed)
-                    .then(|| self.redis.maxmemory_bytes()),
-            },
-            "server": {
-                "service": self.object_name("server"),
-                "address": self.service_url(crate::Component::Server, "grpc"),
-            },
-        })
-    }
 }

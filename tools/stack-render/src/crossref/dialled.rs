@@ -1,85 +1,81 @@
-//! Every address a rendered component dials: from the stack (the server's Redis and trace
-//! endpoint, the client's server) and from the rendered configs (remote writes, datasources,
-//! log shippers).
+//! The addresses the rendered files make components dial, read back from the files: remote
+//! writes, datasources, log shippers' pushes and the client's `--address`. The server reads
+//! its Redis and trace endpoint from the topology in its `stack.yaml`, so it has none here.
 
 use serde_json::Value;
-use stack_config::Stack;
+use stack_config::Component;
 
 use crate::Rendered;
 
-fn urls(value: &Value) -> impl Iterator<Item = String> {
+/// The components whose rendered configs hold every address they dial: each of their
+/// declared endpoints must be found here. (The client's `--address` is read too, but it
+/// sends its traces where its `stack.yaml` says.)
+pub(super) const FROM_CONFIGS: [Component; 5] = [
+    Component::Prometheus,
+    Component::Tempo,
+    Component::Grafana,
+    Component::Promtail,
+    Component::Alloy,
+];
+
+fn text(value: &Value) -> impl Iterator<Item = String> {
     value.as_str().map(str::to_owned).into_iter()
 }
 
-/// Every address a rendered component dials: `(who, address)`.
-pub(super) fn dialled(
-    stack: &Stack,
-    rendered: &Rendered,
-    docs: &[(String, Value)],
-) -> Vec<(String, String)> {
-    let o = &stack.observability;
+fn items(value: &Value) -> impl Iterator<Item = &Value> {
+    value.as_array().into_iter().flatten()
+}
+
+/// Every address a rendered file makes a component dial: `(who, address)`.
+pub(super) fn dialled(rendered: &Rendered, docs: &[(String, Value)]) -> Vec<(Component, String)> {
     let mut out = Vec::new();
-    if stack.redis.mode == stack_config::model::RedisMode::Managed {
-        out.push((
-            "the server".to_owned(),
-            format!("redis://{}:{}", stack.redis_host(), stack.redis.port),
-        ));
-    }
-    let addresses = crate::context::addresses(stack);
-    if stack.client.enabled {
-        out.push((
-            "the client".to_owned(),
-            addresses["client_to_server"]
-                .as_str()
-                .unwrap_or_default()
-                .to_owned(),
-        ));
-    }
-    if o.tracing.enabled {
-        out.push((
-            "the server's traces".to_owned(),
-            addresses["otlp"].as_str().unwrap_or_default().to_owned(),
-        ));
-    }
     for (file, doc) in docs {
-        match file.as_str() {
-            "configs/prometheus.yml" => {
-                for target in doc["remote_write"].as_array().into_iter().flatten() {
-                    out.extend(
-                        urls(&target["url"]).map(|u| ("Prometheus remote_write".to_owned(), u)),
-                    );
-                }
+        let (who, urls): (Component, Vec<String>) = match file.as_str() {
+            "configs/prometheus.yml" => (
+                Component::Prometheus,
+                items(&doc["remote_write"])
+                    .flat_map(|t| text(&t["url"]))
+                    .collect(),
+            ),
+            "configs/tempo.yaml" => (
+                Component::Tempo,
+                items(&doc["metrics_generator"]["storage"]["remote_write"])
+                    .flat_map(|t| text(&t["url"]))
+                    .collect(),
+            ),
+            "configs/grafana-datasources.yaml" => (
+                Component::Grafana,
+                items(&doc["datasources"])
+                    .flat_map(|s| text(&s["url"]))
+                    .collect(),
+            ),
+            "configs/promtail.yaml" => (
+                Component::Promtail,
+                items(&doc["clients"])
+                    .flat_map(|c| text(&c["url"]))
+                    .collect(),
+            ),
+            "k8s/client.yaml" if doc["kind"] == "Deployment" => {
+                let containers = &doc["spec"]["template"]["spec"]["containers"];
+                let args: Vec<&str> = items(containers)
+                    .flat_map(|c| items(&c["args"]))
+                    .filter_map(Value::as_str)
+                    .collect();
+                let address = args
+                    .windows(2)
+                    .filter(|pair| pair[0] == "--address")
+                    .map(|pair| pair[1].to_owned());
+                (Component::Client, address.collect())
             }
-            "configs/tempo.yaml" => {
-                let generator = &doc["metrics_generator"]["storage"]["remote_write"];
-                for target in generator.as_array().into_iter().flatten() {
-                    out.extend(
-                        urls(&target["url"]).map(|u| ("Tempo's metrics generator".to_owned(), u)),
-                    );
-                }
-            }
-            "configs/grafana-datasources.yaml" => {
-                for source in doc["datasources"].as_array().into_iter().flatten() {
-                    let who = format!(
-                        "Grafana datasource {}",
-                        source["name"].as_str().unwrap_or_default()
-                    );
-                    out.extend(urls(&source["url"]).map(|u| (who.clone(), u)));
-                }
-            }
-            "configs/promtail.yaml" => {
-                for client in doc["clients"].as_array().into_iter().flatten() {
-                    out.extend(urls(&client["url"]).map(|u| ("Promtail".to_owned(), u)));
-                }
-            }
-            _ => {}
-        }
+            _ => continue,
+        };
+        out.extend(urls.into_iter().map(|url| (who, url)));
     }
     if let Some(alloy) = rendered.files.get("configs/config.alloy") {
         for line in alloy.lines() {
             if let Some(rest) = line.trim().strip_prefix("url") {
                 let url = rest.trim_start_matches([' ', '=']).trim().trim_matches('"');
-                out.push(("Alloy".to_owned(), url.to_owned()));
+                out.push((Component::Alloy, url.to_owned()));
             }
         }
     }

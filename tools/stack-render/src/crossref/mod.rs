@@ -1,10 +1,12 @@
-//! Checks that the rendered stack holds together: every file parses, every address a
-//! component dials is a rendered Service and port, selectors match pod labels, and every
+//! Checks that the rendered stack holds together and is the deployment the [`Topology`]
+//! describes: every file parses; the addresses the rendered configs dial are exactly the
+//! endpoints the topology declares, and each resolves to a rendered Service and port;
+//! selectors match pod labels; the rendered ConfigMaps are the declared ones; and every
 //! ConfigMap, Secret and ServiceAccount a pod refers to exists (Secrets are created by the
-//! operator, so they must be ones `stack.yaml` declares, see [`Stack::declared_secrets`]).
+//! operator, so they must be ones the topology declares).
 //!
 //! The manifests are read once into an [`inventory::Inventory`]; each rule is a function
-//! over it that returns its [`Problem`]s.
+//! over it and the topology that returns its [`Problem`]s.
 
 mod dialled;
 mod inventory;
@@ -13,10 +15,10 @@ mod problem;
 use std::collections::BTreeSet;
 
 use serde_json::Value;
-use stack_config::Stack;
+use stack_config::topology::{Target as Peer, Topology};
 use yaml_rust2::{Yaml, YamlLoader};
 
-use self::dialled::dialled;
+use self::dialled::{FROM_CONFIGS, dialled};
 use self::inventory::{Inventory, Target, subset};
 pub use self::problem::Problem;
 use crate::Rendered;
@@ -102,20 +104,21 @@ fn host_port(address: &str) -> Option<(String, u16)> {
     (!host.is_empty()).then(|| (host.to_owned(), port))
 }
 
-/// Checks the rendered stack; returns every problem found.
-pub fn check(stack: &Stack, rendered: &Rendered) -> Vec<Problem> {
+/// Checks the rendered stack against its topology; returns every problem found.
+pub fn check(topology: &Topology, rendered: &Rendered) -> Vec<Problem> {
     let (docs, mut problems) = documents(rendered);
-    let namespace = stack.namespace.as_str();
+    let namespace = topology.namespace.as_str();
     let inventory = Inventory::read(&docs, namespace);
     problems.extend(objects_are_in_the_namespace(&inventory, namespace));
     problems.extend(workloads_select_their_pods(&inventory));
-    problems.extend(references_resolve(&inventory, &stack.declared_secrets()));
+    problems.extend(references_resolve(&inventory, &topology.secrets));
+    problems.extend(config_maps_are_the_declared_ones(&inventory, topology));
     problems.extend(services_select_pods_and_ports(&inventory));
-    problems.extend(addresses_resolve(
-        &inventory,
-        namespace,
-        &dialled(stack, rendered, &docs),
+    problems.extend(configs_dial_the_endpoints(
+        topology,
+        &dialled(rendered, &docs),
     ));
+    problems.extend(endpoints_resolve(&inventory, topology));
     problems.extend(kustomization_lists_the_manifests(rendered));
     problems
 }
@@ -175,7 +178,7 @@ fn references_resolve(inventory: &Inventory, secrets: &BTreeSet<String>) -> Vec<
             {
                 Problem::NoPods {
                     from: from(),
-                    selector: serde_json::to_string(selector).unwrap_or_default(),
+                    selector: selector.clone(),
                 }
             }
             _ => continue,
@@ -211,40 +214,104 @@ fn services_select_pods_and_ports(inventory: &Inventory) -> Vec<Problem> {
     problems
 }
 
-/// Every in-cluster address a component dials is a rendered Service and one of its ports,
-/// in the stack's namespace (addresses outside the cluster are the operator's to check).
-fn addresses_resolve(
-    inventory: &Inventory,
-    ns: &str,
-    dialled: &[(String, String)],
+/// The rendered ConfigMaps are the ones the topology declares.
+fn config_maps_are_the_declared_ones(inventory: &Inventory, topology: &Topology) -> Vec<Problem> {
+    let declared = &topology.config_maps;
+    let rendered = &inventory.config_maps;
+    let missing = declared
+        .difference(rendered)
+        .map(|name| Problem::NotRendered {
+            kind: "ConfigMap",
+            name: name.clone(),
+        });
+    let extra = rendered
+        .difference(declared)
+        .map(|name| Problem::UndeclaredConfigMap { name: name.clone() });
+    missing.chain(extra).collect()
+}
+
+/// The addresses the rendered files make a deployed component dial are endpoints the
+/// topology declares for it, and the configs of [`FROM_CONFIGS`] dial every one of theirs.
+fn configs_dial_the_endpoints(
+    topology: &Topology,
+    dialled: &[(stack_config::Component, String)],
 ) -> Vec<Problem> {
     let mut problems = Vec::new();
-    for (who, address) in dialled {
-        let (who, address) = (who.clone(), address.clone());
-        let Some((host, port)) = host_port(&address) else {
-            problems.push(Problem::NoHostPort { who, address });
-            continue;
-        };
-        let mut labels = host.split('.');
-        let service = labels.next().unwrap_or_default().to_owned();
-        let namespace = labels.next();
-        let rest: Vec<&str> = labels.collect();
-        let in_cluster = matches!(
-            (namespace, rest.as_slice()),
-            (None, []) | (Some(_), ["svc"] | ["svc", "cluster", "local"])
-        );
-        if !in_cluster {
-            continue;
-        }
-        if let Some(namespace) = namespace.filter(|n| *n != ns) {
-            problems.push(Problem::WrongNamespace {
-                who,
-                address,
-                namespace: namespace.to_owned(),
-                expected: ns.to_owned(),
+    let declared = |from, url: &str| {
+        topology
+            .endpoints
+            .iter()
+            .any(|e| e.from == from && e.url == url)
+    };
+    for (from, url) in dialled {
+        if !declared(*from, url) {
+            problems.push(Problem::UndeclaredDial {
+                who: from.title().to_owned(),
+                address: url.clone(),
             });
+        }
+    }
+    for endpoint in &topology.endpoints {
+        let from = endpoint.from;
+        if FROM_CONFIGS.contains(&from)
+            && topology.deploys(from)
+            && !dialled
+                .iter()
+                .any(|(who, url)| *who == from && *url == endpoint.url)
+        {
+            problems.push(Problem::NotDialled {
+                who: from.title().to_owned(),
+                address: endpoint.url.clone(),
+            });
+        }
+    }
+    problems
+}
+
+/// Every endpoint of a deployed component resolves: one to a Service of the stack is a
+/// rendered Service with that port; an address set in `stack.yaml` that names a Service
+/// of the cluster (`<service>`, `<service>.<namespace>.svc[.cluster.local]`) names one that
+/// is rendered, in the stack's namespace, with that port. Other external addresses are the
+/// operator's to check.
+fn endpoints_resolve(inventory: &Inventory, topology: &Topology) -> Vec<Problem> {
+    let mut problems = Vec::new();
+    let ns = topology.namespace.as_str();
+    for endpoint in &topology.endpoints {
+        if !topology.deploys(endpoint.from) {
             continue;
         }
+        let who = endpoint.from.title().to_owned();
+        let address = endpoint.url.clone();
+        let (service, port) = match &endpoint.target {
+            Peer::Service { name, port } => (name.clone(), port.number),
+            Peer::External => {
+                let Some((host, port)) = host_port(&address) else {
+                    problems.push(Problem::NoHostPort { who, address });
+                    continue;
+                };
+                let mut labels = host.split('.');
+                let service = labels.next().unwrap_or_default().to_owned();
+                let namespace = labels.next();
+                let rest: Vec<&str> = labels.collect();
+                let in_cluster = matches!(
+                    (namespace, rest.as_slice()),
+                    (None, []) | (Some(_), ["svc"] | ["svc", "cluster", "local"])
+                );
+                if !in_cluster {
+                    continue;
+                }
+                if let Some(namespace) = namespace.filter(|n| *n != ns) {
+                    problems.push(Problem::WrongNamespace {
+                        who,
+                        address,
+                        namespace: namespace.to_owned(),
+                        expected: ns.to_owned(),
+                    });
+                    continue;
+                }
+                (service, port)
+            }
+        };
         match inventory.services.get(&service) {
             None => problems.push(Problem::NoService {
                 who,
@@ -314,6 +381,9 @@ mod tests {
 
 #[cfg(test)]
 mod rules {
+    use stack_config::topology::NamedPort;
+    use stack_config::{Component, Endpoint, Stack};
+
     use super::*;
 
     fn rendered(manifest: &str) -> Rendered {
@@ -353,6 +423,9 @@ kind: PodDisruptionBudget
 metadata: {name: budget, namespace: shop}
 spec:
   selector: {matchLabels: {app: nobody}}
+---
+kind: ConfigMap
+metadata: {name: stray, namespace: shop}
 ";
         let (docs, problems) = documents(&rendered(manifest));
         assert!(problems.is_empty(), "{problems:?}");
@@ -390,7 +463,7 @@ spec:
                 },
                 Problem::NoPods {
                     from: "PodDisruptionBudget budget (k8s/app.yaml)".into(),
-                    selector: "{\"app\":\"nobody\"}".into()
+                    selector: [("app".to_owned(), "nobody".to_owned())].into()
                 },
             ]
         );
@@ -401,23 +474,78 @@ spec:
                 target: "grpc".into()
             }]
         );
-        let dialled = [
-            ("a".to_owned(), "http://app.shop.svc:80".to_owned()),
-            ("b".to_owned(), "http://app.shop.svc:81".to_owned()),
-            ("c".to_owned(), "http://db.shop.svc:5432".to_owned()),
-            ("d".to_owned(), "http://app.other.svc:80".to_owned()),
-            ("e".to_owned(), "http://example.com:80".to_owned()),
+        let mut topology = Topology::compile(&Stack::default()).expect("compiles");
+        topology.namespace = "shop".into();
+        topology.config_maps = ["declared".to_owned()].into();
+        assert_eq!(
+            config_maps_are_the_declared_ones(&inventory, &topology),
+            [
+                Problem::NotRendered {
+                    kind: "ConfigMap",
+                    name: "declared".into()
+                },
+                Problem::UndeclaredConfigMap {
+                    name: "stray".into()
+                },
+            ]
+        );
+        let endpoint = |from, target, url: &str| Endpoint {
+            from,
+            to: Component::Redis,
+            target,
+            url: url.into(),
+        };
+        let service = |name: &str, number| Peer::Service {
+            name: name.into(),
+            port: NamedPort {
+                name: "http",
+                number,
+            },
+        };
+        let server = Component::Server;
+        topology.endpoints = vec![
+            endpoint(server, service("app", 80), "http://app.shop.svc:80"),
+            endpoint(server, service("app", 81), "http://app.shop.svc:81"),
+            endpoint(server, service("db", 5432), "http://db.shop.svc:5432"),
+            endpoint(server, Peer::External, "http://app.other.svc:80"),
+            endpoint(server, Peer::External, "http://example.com:80"),
+            endpoint(server, Peer::External, "http://ghost:80"),
+            endpoint(server, Peer::External, "nohost"),
         ];
-        let found: Vec<String> = addresses_resolve(&inventory, "shop", &dialled)
+        let found: Vec<String> = endpoints_resolve(&inventory, &topology)
             .iter()
             .map(ToString::to_string)
             .collect();
         assert_eq!(
             found,
             [
-                "b dials http://app.shop.svc:81, but Service app has no port 81",
-                "c dials http://db.shop.svc:5432, but no Service db is rendered",
-                "d dials http://app.other.svc:80, in namespace other instead of shop",
+                "the server dials http://app.shop.svc:81, but Service app has no port 81",
+                "the server dials http://db.shop.svc:5432, but no Service db is rendered",
+                "the server dials http://app.other.svc:80, in namespace other instead of shop",
+                "the server dials http://ghost:80, but no Service ghost is rendered",
+                "the server dials \"nohost\", which has no host:port",
+            ]
+        );
+        topology.endpoints = vec![
+            endpoint(Component::Prometheus, Peer::External, "http://a:1"),
+            endpoint(Component::Grafana, Peer::External, "http://b:2"),
+            endpoint(Component::Client, Peer::External, "http://c:3"),
+        ];
+        let dialled = [
+            (Component::Prometheus, "http://a:1".to_owned()),
+            (Component::Tempo, "http://d:4".to_owned()),
+        ];
+        assert_eq!(
+            configs_dial_the_endpoints(&topology, &dialled),
+            [
+                Problem::UndeclaredDial {
+                    who: "Tempo".into(),
+                    address: "http://d:4".into()
+                },
+                Problem::NotDialled {
+                    who: "Grafana".into(),
+                    address: "http://b:2".into()
+                },
             ]
         );
     }

@@ -48,8 +48,8 @@ pub enum Problem {
     NoPods {
         /// The selecting object.
         from: String,
-        /// The selector, as JSON.
-        selector: String,
+        /// The selector.
+        selector: std::collections::BTreeMap<String, String>,
     },
     /// A Service selects no rendered pod.
     ServiceWithoutPods {
@@ -101,6 +101,32 @@ pub enum Problem {
         /// The port.
         port: u16,
     },
+    /// A rendered file makes a component dial an address the topology does not declare.
+    UndeclaredDial {
+        /// Who dials it.
+        who: String,
+        /// The address.
+        address: String,
+    },
+    /// The topology declares an endpoint the component's rendered config does not dial.
+    NotDialled {
+        /// Who should dial it.
+        who: String,
+        /// The address.
+        address: String,
+    },
+    /// The topology declares an object that is not rendered.
+    NotRendered {
+        /// Its kind.
+        kind: &'static str,
+        /// Its name.
+        name: String,
+    },
+    /// A ConfigMap is rendered that no component declares.
+    UndeclaredConfigMap {
+        /// Its name.
+        name: String,
+    },
     /// The kustomization does not list exactly the rendered manifests.
     Kustomization {
         /// What it lists.
@@ -132,9 +158,12 @@ impl fmt::Display for Problem {
                 "{from} refers to Secret {name}, which stack.yaml does not declare"
             ),
             Self::NoPods { from, selector } => {
+                let selector: Vec<String> =
+                    selector.iter().map(|(k, v)| format!("{k}={v}")).collect();
                 write!(
                     f,
-                    "{from} selects {selector}, which matches no rendered pod"
+                    "{from} selects {}, which matches no rendered pod",
+                    selector.join(",")
                 )
             }
             Self::ServiceWithoutPods { service } => {
@@ -172,6 +201,22 @@ impl fmt::Display for Problem {
             } => write!(
                 f,
                 "{who} dials {address}, but Service {service} has no port {port}"
+            ),
+            Self::UndeclaredDial { who, address } => write!(
+                f,
+                "{who} dials {address}, which its component's entry does not declare \
+                 (a template that writes an address of its own)"
+            ),
+            Self::NotDialled { who, address } => write!(
+                f,
+                "{who} should dial {address}, but its rendered config does not"
+            ),
+            Self::NotRendered { kind, name } => {
+                write!(f, "{kind} {name} is declared but not rendered")
+            }
+            Self::UndeclaredConfigMap { name } => write!(
+                f,
+                "ConfigMap {name} is rendered, but no component declares it"
             ),
             Self::Kustomization { listed, files } => write!(
                 f,
