@@ -22,10 +22,10 @@ pub struct LoadArgs {
 /// Runs the load and prints the report; exit 3 when any submission was rejected.
 pub(crate) async fn run(session: Session, args: LoadArgs) -> Result<u8, Failure> {
     let plan = LoadPlan {
-        tasks: args.tasks.unwrap_or(session.stack.client.load.tasks),
+        tasks: args.tasks.unwrap_or(session.stack.client.load.tasks.get()),
         concurrency: args
             .concurrency
-            .unwrap_or(session.stack.client.load.concurrency),
+            .unwrap_or(session.stack.client.load.concurrency.get()),
         wait: !args.no_wait,
     };
     // Live counts on a terminal; the report alone otherwise.

@@ -607,6 +607,10 @@ fn extract(mut merged: Dict, figment: &Figment, layers: &Layers) -> Extracted {
     };
     let mut passes = (EXTRACT_WORK / count_values(&merged).max(1)).clamp(1, Loader::MAX_ERRORS);
     let mut removed = RemovedItems::default();
+    let defaults = match Figment::from(Serialized::defaults(Stack::default())).find_value("") {
+        Ok(Value::Dict(_, dict)) => dict,
+        _ => Dict::new(),
+    };
     loop {
         let attempt = Figment::from(Merged(merged.clone())).extract_lossy::<Stack>();
         let error = match attempt {
@@ -669,7 +673,13 @@ fn extract(mut merged: Dict, figment: &Figment, layers: &Layers) -> Extracted {
             let origin = layers.origin_of(figment, &path, at_key);
             out.diagnostics
                 .push(structural_diagnostic(&path, &error.kind).with_origin(origin));
-            if !path.is_empty() && remove(&mut merged, &error.path) {
+            // The built-in default takes the refused value's place, where there is one: a
+            // part that must be whole (a Secret reference's name and key) stays whole, and
+            // its other errors are still found.
+            if !path.is_empty()
+                && (restore(&mut merged, &defaults, &error.path)
+                    || remove(&mut merged, &error.path))
+            {
                 removed.record(&error.path, &written);
                 out.pruned.push(path);
                 progressed = true;
@@ -774,6 +784,27 @@ impl RemovedItems {
 }
 
 /// Removes the value at `path`; true when something was removed.
+/// Puts the value of `defaults` at `path` in place of `dict`'s, through mappings only;
+/// false when either has no value there, or they are the same.
+fn restore(dict: &mut Dict, defaults: &Dict, path: &[String]) -> bool {
+    match path {
+        [] => false,
+        [last] => match (dict.get_mut(last), defaults.get(last)) {
+            (Some(value), Some(default)) if value != default => {
+                *value = default.clone();
+                true
+            }
+            _ => false,
+        },
+        [first, rest @ ..] => match (dict.get_mut(first), defaults.get(first)) {
+            (Some(Value::Dict(_, child)), Some(Value::Dict(_, default))) => {
+                restore(child, default, rest)
+            }
+            _ => false,
+        },
+    }
+}
+
 fn remove(dict: &mut Dict, path: &[String]) -> bool {
     match path {
         [] => false,
@@ -864,7 +895,7 @@ fn structural_diagnostic(path: &str, kind: &figment::error::Kind) -> Diagnostic 
                 quoted(expected)
             ),
         ),
-        Kind::Message(message) => Diagnostic::error(path, "invalid-value", message.clone()),
+        Kind::Message(message) => crate::types::refusal::decode(path, message),
         other => Diagnostic::error(path, "invalid-value", other.to_string()),
     }
 }

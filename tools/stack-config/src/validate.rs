@@ -2,7 +2,9 @@
 //! violation is returned; the loader locates each one.
 //!
 //! The rules on strings — what Kubernetes, a container runtime or the consuming program
-//! would refuse — are in `strings`.
+//! would refuse — are in `strings`. What one value must be on its own (a fraction, a
+//! positive count, a Redis database, a Secret's key) its type checks when it is read
+//! (`types`); what an external Redis needs, `Topology::compile`.
 
 mod strings;
 
@@ -17,8 +19,7 @@ pub fn validate(stack: &Stack) -> Vec<Diagnostic> {
     replicas(stack, &mut out);
     durations(stack, &mut out);
     redis(stack, &mut out);
-    ratios(stack, &mut out);
-    counts(stack, &mut out);
+    rate(stack, &mut out);
     resources(stack, &mut out);
     references(stack, &mut out);
     strings::check(stack, &mut out);
@@ -219,13 +220,6 @@ fn redis(stack: &Stack, out: &mut Vec<Diagnostic>) {
             .with_help("remove redis.host, or set `redis.mode: external`"),
         );
     }
-    if redis.db > 15 {
-        out.push(Diagnostic::error(
-            "redis.db",
-            "redis-db",
-            format!("Redis has databases 0 to 15 (got {})", redis.db),
-        ));
-    }
     maxmemory(redis, out);
 }
 
@@ -291,86 +285,8 @@ fn maxmemory(redis: &Redis, out: &mut Vec<Diagnostic>) {
     }
 }
 
-fn ratios(stack: &Stack, out: &mut Vec<Diagnostic>) {
-    for (path, value) in [
-        (
-            "server.simulation.failure_rate",
-            stack.server.simulation.failure_rate,
-        ),
-        ("server.retries.jitter", stack.server.retries.jitter),
-        (
-            "observability.tracing.sampling_ratio",
-            stack.observability.tracing.sampling_ratio,
-        ),
-        (
-            "observability.prometheus.alerts.error_ratio",
-            stack.observability.prometheus.alerts.error_ratio,
-        ),
-    ] {
-        if !(0.0..=1.0).contains(&value) {
-            out.push(Diagnostic::error(
-                path,
-                "ratio-range",
-                format!("must be a fraction from 0 to 1 (got {value})"),
-            ));
-        }
-    }
-}
-
-fn counts(stack: &Stack, out: &mut Vec<Diagnostic>) {
-    let server = &stack.server;
+fn rate(stack: &Stack, out: &mut Vec<Diagnostic>) {
     let client = &stack.client;
-    for (path, value) in [
-        (
-            "server.workers.concurrency",
-            u64::from(server.workers.concurrency),
-        ),
-        (
-            "server.retries.max_attempts",
-            u64::from(server.retries.max_attempts),
-        ),
-        (
-            "server.limits.max_message_bytes",
-            u64::from(server.limits.max_message_bytes),
-        ),
-        (
-            "server.limits.max_description_bytes",
-            u64::from(server.limits.max_description_bytes),
-        ),
-        (
-            "server.limits.max_key_bytes",
-            u64::from(server.limits.max_key_bytes),
-        ),
-        (
-            "server.limits.max_batch",
-            u64::from(server.limits.max_batch),
-        ),
-        (
-            "server.limits.max_streams",
-            u64::from(server.limits.max_streams),
-        ),
-        (
-            "server.limits.max_in_flight",
-            u64::from(server.limits.max_in_flight),
-        ),
-        (
-            "server.limits.max_queued_tasks",
-            server.limits.max_queued_tasks.unwrap_or(1),
-        ),
-        ("client.load.tasks", client.load.tasks),
-        (
-            "client.load.concurrency",
-            u64::from(client.load.concurrency),
-        ),
-    ] {
-        if value == 0 {
-            out.push(Diagnostic::error(
-                path,
-                "positive",
-                "must be at least 1 (got 0)",
-            ));
-        }
-    }
     if !(client.rate > 0.0 && client.rate.is_finite()) {
         out.push(Diagnostic::error(
             "client.rate",
@@ -403,34 +319,22 @@ fn check_resources(out: &mut Vec<Diagnostic>, path: &str, resources: &Resources)
 }
 
 /// Every component's resources, with the key path they are set at.
-pub(crate) fn component_resources(stack: &Stack) -> [(&'static str, &Resources); 10] {
-    let o = &stack.observability;
-    [
-        ("server.resources", &stack.server.resources),
-        ("client.resources", &stack.client.resources),
-        ("redis.resources", &stack.redis.resources),
-        (
-            "observability.prometheus.resources",
-            &o.prometheus.resources,
-        ),
-        ("observability.grafana.resources", &o.grafana.resources),
-        ("observability.loki.resources", &o.loki.resources),
-        (
-            "observability.logs.promtail.resources",
-            &o.logs.promtail.resources,
-        ),
-        (
-            "observability.logs.alloy.resources",
-            &o.logs.alloy.resources,
-        ),
-        ("observability.tempo.resources", &o.tempo.resources),
-        ("observability.mimir.resources", &o.mimir.resources),
-    ]
+pub(crate) fn component_resources(stack: &Stack) -> Vec<(String, &Resources)> {
+    crate::Component::ALL
+        .iter()
+        .map(|component| {
+            let spec = component.spec();
+            (
+                format!("{}.resources", spec.section),
+                (spec.resources)(stack),
+            )
+        })
+        .collect()
 }
 
 fn resources(stack: &Stack, out: &mut Vec<Diagnostic>) {
     for (path, resources) in component_resources(stack) {
-        check_resources(out, path, resources);
+        check_resources(out, &path, resources);
     }
 }
 

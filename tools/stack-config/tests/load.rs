@@ -43,7 +43,7 @@ fn the_shipped_stack_loads_in_every_environment() {
     assert_eq!(base.warnings, Vec::new());
     assert_eq!(base.stack.server.port.get(), 50051);
     assert_eq!(base.stack.redis.mode, RedisMode::Managed);
-    assert_eq!(base.stack.server.simulation.failure_rate, 0.2);
+    assert_eq!(base.stack.server.simulation.failure_rate.get(), 0.2);
 
     let local = loader
         .clone()
@@ -53,7 +53,7 @@ fn the_shipped_stack_loads_in_every_environment() {
     assert!(!local.stack.redis.auth.enabled);
     assert!(!local.stack.server.autoscaling.enabled);
     // What the overlay does not mention keeps the file's value.
-    assert_eq!(local.stack.server.workers.concurrency, 8);
+    assert_eq!(local.stack.server.workers.concurrency.get(), 8);
 
     let prod = loader
         .environment(Some("prod"))
@@ -591,5 +591,66 @@ fn a_redis_memory_cap_for_an_external_redis_is_a_warning() {
         loaded.warnings[0]
             .location()
             .is_some_and(|l| l.ends_with(":4:14"))
+    );
+}
+
+#[test]
+fn values_out_of_their_type_are_refused_under_their_rule_and_located() {
+    let text = "\
+server:
+  workers:
+    concurrency: 0
+  simulation:
+    failure_rate: 1.5
+redis:
+  db: 16
+  auth:
+    secret:
+      name: redis
+      key: \"a b\"
+client:
+  load:
+    tasks: 0
+";
+    let report = load_text(text).expect_err("invalid");
+    assert_eq!(
+        summary(&report),
+        vec![
+            ("positive", s("server.workers.concurrency"), s("3:18")),
+            (
+                "ratio-range",
+                s("server.simulation.failure_rate"),
+                s("5:19")
+            ),
+            ("redis-db", s("redis.db"), s("7:7")),
+            ("secret-key", s("redis.auth.secret.key"), s("11:12")),
+            ("positive", s("client.load.tasks"), s("14:12")),
+        ]
+    );
+    let messages: Vec<&str> = report
+        .diagnostics
+        .iter()
+        .map(|d| d.message.as_str())
+        .collect();
+    assert_eq!(
+        messages,
+        [
+            "must be at least 1 (got 0)",
+            "must be a fraction from 0 to 1 (got 1.5)",
+            "Redis has databases 0 to 15 (got 16)",
+            "\"a b\" is not a key of a Secret: use 1-253 letters, digits, '-', '_' and '.', other \
+             than \".\" and \"..\"",
+            "must be at least 1 (got 0)",
+        ]
+    );
+}
+
+#[test]
+fn an_external_redis_without_a_host_is_located() {
+    let report = load_text("redis:\n  mode: external\n").expect_err("no host");
+    assert_eq!(
+        summary(&report),
+        // Located at `redis.mode`, which asks for the host.
+        vec![("redis-external-host", s("redis.host"), s("2:9"))]
     );
 }

@@ -124,7 +124,7 @@ impl VersionLines {
             };
             out.push(
                 Diagnostic::error(
-                    *path,
+                    path.as_str(),
                     RULE,
                     format!(
                         "the tag {} is outside the version line the templates render {title} \

@@ -108,7 +108,7 @@ fn resolved(rendered: &Rendered, pointer: &str) -> Option<String> {
     node.as_str().map(str::to_owned)
 }
 
-const FIELDS: [Field; 5] = [
+const FIELDS: [Field; 3] = [
     Field {
         key: "observability.tracing.endpoint",
         set: |stack, value| stack.observability.tracing.endpoint = Some(value),
@@ -128,37 +128,6 @@ const FIELDS: [Field; 5] = [
         },
     },
     Field {
-        key: "observability.grafana.admin.password_secret.key",
-        set: |stack, value| stack.observability.grafana.admin.password_secret.key = value,
-        read: |r| {
-            let grafana = find(r, "k8s/grafana.yaml", "Deployment");
-            vec![
-                resolved(r, "observability.grafana.admin.password_secret.key"),
-                env(&grafana, "GF_SECURITY_ADMIN_PASSWORD")["valueFrom"]["secretKeyRef"]["key"]
-                    .as_str()
-                    .map(str::to_owned),
-            ]
-        },
-    },
-    Field {
-        key: "redis.auth.secret.key",
-        set: |stack, value| stack.redis.auth.secret.key = value,
-        read: |r| {
-            let server = find(r, "k8s/server.yaml", "Deployment");
-            let redis = find(r, "k8s/redis.yaml", "StatefulSet");
-            vec![
-                resolved(r, "redis.auth.secret.key"),
-                env(&server, "TASKMANAGER__REDIS__AUTH__PASSWORD")["valueFrom"]["secretKeyRef"]
-                    ["key"]
-                    .as_str()
-                    .map(str::to_owned),
-                env(&redis, "REDIS_PASSWORD")["valueFrom"]["secretKeyRef"]["key"]
-                    .as_str()
-                    .map(str::to_owned),
-            ]
-        },
-    },
-    Field {
         key: "client.address",
         set: |stack, value| stack.client.address = Some(value),
         read: |r| {
@@ -172,6 +141,16 @@ const FIELDS: [Field; 5] = [
         },
     },
 ];
+
+/// The keys of Secrets cannot hold a payload at all: their type refuses it when the stack is
+/// read, so no stack carries one to the renderer.
+#[test]
+fn secret_keys_cannot_hold_a_payload() {
+    for (name, brk) in BREAKS {
+        let refused = stack_config::types::SecretKey::new(payload(brk));
+        assert!(refused.is_err(), "a Secret key with {name}");
+    }
+}
 
 #[test]
 fn a_cluster_role_binding_cannot_be_injected_through_any_field() {

@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 
 use proptest::prelude::*;
 use stack_config::Stack;
-use stack_config::types::KeyPrefix;
+use stack_config::types::{KeyPrefix, SecretKey};
 use stack_render::{Rendered, Templates, render};
 use yaml_rust2::{Yaml, YamlLoader};
 
@@ -97,6 +97,16 @@ fn nasty() -> impl Strategy<Value = String> {
 }
 
 /// A key prefix: anything without whitespace, at most 64 bytes.
+/// Keys of a Secret, the YAML-tricky ones among them: only valid keys are representable.
+fn secret_key() -> impl Strategy<Value = SecretKey> {
+    prop_oneof![
+        1 => prop::sample::select(vec!["yes", "0123", "null", "-", "1e3", "...", "~x", "-.-"])
+            .prop_map(str::to_owned),
+        3 => "[-._a-zA-Z0-9]{1,40}",
+    ]
+    .prop_filter_map("a key of a Secret", |key| SecretKey::new(key).ok())
+}
+
 fn prefix() -> impl Strategy<Value = String> {
     "[^\\s]{0,20}".prop_filter("fits a key prefix", |p| KeyPrefix::new(p.clone()).is_ok())
 }
@@ -177,8 +187,8 @@ proptest! {
     #[test]
     fn values_read_back_exactly(
         user in nasty(),
-        key in nasty(),
-        grafana_key in nasty(),
+        key in secret_key(),
+        grafana_key in secret_key(),
         path in nasty(),
         key_prefix in prefix(),
     ) {

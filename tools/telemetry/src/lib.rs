@@ -47,7 +47,7 @@ impl TraceSettings {
         let endpoint = topology.endpoint(component, Component::Tempo)?;
         Some(Self {
             endpoint: endpoint.url.clone(),
-            sampling_ratio: stack.observability.tracing.sampling_ratio,
+            sampling_ratio: stack.observability.tracing.sampling_ratio.get(),
         })
     }
 }

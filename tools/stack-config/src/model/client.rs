@@ -4,6 +4,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::Resources;
+use crate::types::{Count, TaskCount};
 
 /// The client that submits tasks and streams their status. In the cluster it runs as a
 /// Deployment; locally it is the `taskmanager-client` command.
@@ -60,16 +61,16 @@ pub enum ClientMode {
 #[serde(default, deny_unknown_fields)]
 pub struct LoadSettings {
     /// Number of tasks to submit.
-    pub tasks: u64,
+    pub tasks: TaskCount,
     /// Number of tasks in flight at once.
-    pub concurrency: u32,
+    pub concurrency: Count,
 }
 
 impl Default for LoadSettings {
     fn default() -> Self {
         Self {
-            tasks: 1000,
-            concurrency: 32,
+            tasks: TaskCount::known(1000),
+            concurrency: Count::known(32),
         }
     }
 }

@@ -4,7 +4,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::{ComponentImage, Resources, SecretRef};
-use crate::types::{DnsSubdomain, Duration, Quantity};
+use crate::types::{DnsSubdomain, Duration, Quantity, Ratio, SecretKey};
 
 /// The observability stack: Prometheus and Mimir for metrics, Loki and a log shipper for
 /// logs, Tempo for traces, Grafana to look at all three.
@@ -93,8 +93,7 @@ pub struct Alerts {
     /// TaskManagerErrorRatio and TaskManagerStreamsFailing: the fraction (0-1) of calls
     /// answered with a server-side error (UNAVAILABLE, INTERNAL, UNKNOWN, DATA_LOSS,
     /// DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED) above which they fire.
-    #[serde(deserialize_with = "crate::types::float")]
-    pub error_ratio: f64,
+    pub error_ratio: Ratio,
 }
 
 impl Default for Alerts {
@@ -104,7 +103,7 @@ impl Default for Alerts {
             pending_for: Duration::from_secs(5 * 60),
             backlog_tasks: 1000,
             dead_tasks_per_hour: 10,
-            error_ratio: 0.05,
+            error_ratio: Ratio::known(0.05),
         }
     }
 }
@@ -173,7 +172,7 @@ impl Default for GrafanaAdmin {
             user: "admin".to_owned(),
             password_secret: SecretRef {
                 name: DnsSubdomain::new("taskmanager-grafana-admin").expect("valid default"),
-                key: "password".to_owned(),
+                key: SecretKey::new("password").expect("valid default"),
             },
         }
     }
@@ -350,8 +349,7 @@ pub struct Tracing {
     ))]
     pub endpoint: Option<String>,
     /// Fraction of traces kept (0-1).
-    #[serde(deserialize_with = "crate::types::float")]
-    pub sampling_ratio: f64,
+    pub sampling_ratio: Ratio,
 }
 
 impl Default for Tracing {
@@ -359,7 +357,7 @@ impl Default for Tracing {
         Self {
             enabled: true,
             endpoint: None,
-            sampling_ratio: 0.1,
+            sampling_ratio: Ratio::known(0.1),
         }
     }
 }

@@ -4,7 +4,9 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::{ComponentImage, Resources};
-use crate::types::{DnsSubdomain, Duration, Host, KeyPrefix, Port, Quantity, Secret};
+use crate::types::{
+    DnsSubdomain, Duration, Host, KeyPrefix, Port, Quantity, RedisDb, Secret, SecretKey,
+};
 
 /// The Redis that is the system of record for tasks.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -19,7 +21,7 @@ pub struct Redis {
     /// Redis port.
     pub port: Port,
     /// Redis logical database, 0-15.
-    pub db: u8,
+    pub db: RedisDb,
     /// Prefix of every key the task manager writes (`<prefix>task:<id>`, `<prefix>tasks`,
     /// `<prefix>task_status:<id>`, ...). Empty keeps the original key names.
     pub key_prefix: KeyPrefix,
@@ -56,7 +58,7 @@ impl Default for Redis {
             mode: RedisMode::Managed,
             host: None,
             port: Port::new(6379).expect("valid default"),
-            db: 0,
+            db: RedisDb::known(0),
             key_prefix: KeyPrefix::new("taskmanager:").expect("valid default"),
             auth: RedisAuth::default(),
             connect_timeout: Duration::from_secs(2),
@@ -120,7 +122,7 @@ impl Default for RedisAuth {
             enabled: true,
             secret: SecretRef {
                 name: DnsSubdomain::new("taskmanager-redis").expect("valid default"),
-                key: "password".to_owned(),
+                key: SecretKey::new("password").expect("valid default"),
             },
             password: None,
         }
@@ -135,8 +137,7 @@ pub struct SecretRef {
     pub name: DnsSubdomain,
     /// Key within the Secret: 1-253 letters, digits, `-`, `_` and `.` (not `.` or `..`), as
     /// Kubernetes requires of a Secret's keys.
-    #[schemars(length(min = 1, max = 253), regex(pattern = r"^[-._a-zA-Z0-9]+$"))]
-    pub key: String,
+    pub key: SecretKey,
 }
 
 /// Durability of the managed Redis.

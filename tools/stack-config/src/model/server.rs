@@ -4,7 +4,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::Resources;
-use crate::types::{Duration, Port};
+use crate::types::{Count, Duration, Port, Ratio, TaskCount};
 
 /// The gRPC server: API, queue, workers and status streams.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -104,12 +104,14 @@ impl Default for Autoscaling {
 #[serde(default, deny_unknown_fields)]
 pub struct Workers {
     /// Number of tasks one server process runs at once.
-    pub concurrency: u32,
+    pub concurrency: Count,
 }
 
 impl Default for Workers {
     fn default() -> Self {
-        Self { concurrency: 8 }
+        Self {
+            concurrency: Count::known(8),
+        }
     }
 }
 
@@ -141,7 +143,7 @@ impl Default for Lease {
 #[serde(default, deny_unknown_fields)]
 pub struct Retries {
     /// Attempts a task gets in all (1 means no retry), unless its request says otherwise.
-    pub max_attempts: u32,
+    pub max_attempts: Count,
     /// Delay before the second attempt.
     pub backoff_initial: Duration,
     /// Longest delay between attempts.
@@ -150,18 +152,17 @@ pub struct Retries {
     #[serde(deserialize_with = "crate::types::float")]
     pub backoff_multiplier: f64,
     /// Random spread of each delay, as a fraction of it (0-1).
-    #[serde(deserialize_with = "crate::types::float")]
-    pub jitter: f64,
+    pub jitter: Ratio,
 }
 
 impl Default for Retries {
     fn default() -> Self {
         Self {
-            max_attempts: 3,
+            max_attempts: Count::known(3),
             backoff_initial: Duration::from_secs(1),
             backoff_max: Duration::from_secs(60),
             backoff_multiplier: 2.0,
-            jitter: 0.2,
+            jitter: Ratio::known(0.2),
         }
     }
 }
@@ -171,39 +172,39 @@ impl Default for Retries {
 #[serde(default, deny_unknown_fields)]
 pub struct Limits {
     /// Largest gRPC message accepted, in bytes.
-    pub max_message_bytes: u32,
+    pub max_message_bytes: Count,
     /// Longest `task_description`, in bytes.
-    pub max_description_bytes: u32,
+    pub max_description_bytes: Count,
     /// Largest `payload`, in bytes.
     pub max_payload_bytes: u32,
     /// Longest `idempotency_key` and `kind`, in bytes.
-    pub max_key_bytes: u32,
+    pub max_key_bytes: Count,
     /// Most tasks in one `SubmitTasks` call.
-    pub max_batch: u32,
+    pub max_batch: Count,
     /// Most status streams one server process keeps open at once; a stream beyond it is
     /// refused with `RESOURCE_EXHAUSTED`. An idle stream costs the server memory only (no
     /// Redis command): about 6 KB (measured: 10,000 idle streams, 58 MB).
-    pub max_streams: u32,
+    pub max_streams: Count,
     /// Most unary requests (submit, get, cancel) one server process handles at once; a
     /// request beyond it is refused with `RESOURCE_EXHAUSTED` instead of waiting in an
     /// unbounded queue.
-    pub max_in_flight: u32,
+    pub max_in_flight: Count,
     /// Most tasks waiting to run (queued or delayed) in the whole store; a submission beyond
     /// it is refused with `RESOURCE_EXHAUSTED`. `~` sets no cap: Redis's `maxmemory` is then
     /// the only bound.
-    pub max_queued_tasks: Option<u64>,
+    pub max_queued_tasks: Option<TaskCount>,
 }
 
 impl Default for Limits {
     fn default() -> Self {
         Self {
-            max_message_bytes: 4 * 1024 * 1024,
-            max_description_bytes: 4096,
+            max_message_bytes: Count::known(4 * 1024 * 1024),
+            max_description_bytes: Count::known(4096),
             max_payload_bytes: 1024 * 1024,
-            max_key_bytes: 256,
-            max_batch: 1000,
-            max_streams: 20_000,
-            max_in_flight: 1024,
+            max_key_bytes: Count::known(256),
+            max_batch: Count::known(1000),
+            max_streams: Count::known(20_000),
+            max_in_flight: Count::known(1024),
             max_queued_tasks: None,
         }
     }
@@ -216,15 +217,14 @@ pub struct Simulation {
     /// How long each task works before it finishes, reporting progress along the way.
     pub duration: Duration,
     /// Fraction of attempts that fail (0-1).
-    #[serde(deserialize_with = "crate::types::float")]
-    pub failure_rate: f64,
+    pub failure_rate: Ratio,
 }
 
 impl Default for Simulation {
     fn default() -> Self {
         Self {
             duration: Duration::from_secs(0),
-            failure_rate: 0.0,
+            failure_rate: Ratio::known(0.0),
         }
     }
 }

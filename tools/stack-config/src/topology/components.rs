@@ -5,7 +5,7 @@
 //! templates (docs/architecture.md, "Adding a component", walks through one).
 
 use crate::Stack;
-use crate::model::{ComponentImage, LogShipper, RedisMode};
+use crate::model::{ComponentImage, LogShipper, RedisMode, Resources};
 
 /// What the toolkit knows about one component. Values that depend on the stack are
 /// functions of it.
@@ -16,6 +16,10 @@ pub struct Spec {
     pub title: &'static str,
     /// What it is for, as `app.kubernetes.io/component` says.
     pub role: &'static str,
+    /// The key path of its settings in `stack.yaml` (`observability.tempo`).
+    pub section: &'static str,
+    /// Its pods' resources (at `<section>.resources`).
+    pub resources: fn(&Stack) -> &Resources,
     /// Whether the stack deploys it.
     pub deployed: fn(&Stack) -> bool,
     /// Where its image comes from.
@@ -43,13 +47,8 @@ pub const STACK_CONFIG_MAP: &str = "config";
 pub enum ImageSource {
     /// One of the project's own images, under `images.registry` with `images.tag`.
     Own(fn(&Stack) -> String),
-    /// A third-party image, through `images.mirror` when one is set.
-    ThirdParty {
-        /// The image in the stack.
-        image: fn(&Stack) -> &ComponentImage,
-        /// The key path of its tag, for diagnostics.
-        tag_key: &'static str,
-    },
+    /// A third-party image (at `<section>.image`), through `images.mirror` when one is set.
+    ThirdParty(fn(&Stack) -> &ComponentImage),
 }
 
 /// A port a component listens on.
@@ -182,6 +181,8 @@ components! {
         name: "server",
         title: "the server",
         role: "api",
+        section: "server",
+        resources: |s| &s.server.resources,
         deployed: always,
         image: ImageSource::Own(Stack::server_image),
         ports: &[
@@ -215,6 +216,8 @@ components! {
         name: "client",
         title: "the client",
         role: "load-generator",
+        section: "client",
+        resources: |s| &s.client.resources,
         deployed: |s| s.client.enabled,
         image: ImageSource::Own(Stack::client_image),
         ports: &[],
@@ -238,8 +241,10 @@ components! {
         name: "redis",
         title: "Redis",
         role: "database",
+        section: "redis",
+        resources: |s| &s.redis.resources,
         deployed: |s| s.redis.mode == RedisMode::Managed,
-        image: ImageSource::ThirdParty { image: |s| &s.redis.image, tag_key: "redis.image.tag" },
+        image: ImageSource::ThirdParty(|s| &s.redis.image),
         ports: &[port("redis", |s| s.redis.port.get())],
         dials: &[],
         config_maps: &[],
@@ -251,11 +256,10 @@ components! {
         name: "prometheus",
         title: "Prometheus",
         role: "metrics",
+        section: "observability.prometheus",
+        resources: |s| &s.observability.prometheus.resources,
         deployed: |s| s.observability.prometheus.enabled,
-        image: ImageSource::ThirdParty {
-            image: |s| &s.observability.prometheus.image,
-            tag_key: "observability.prometheus.image.tag",
-        },
+        image: ImageSource::ThirdParty(|s| &s.observability.prometheus.image),
         ports: &[port("http", |_| 9090)],
         dials: &[Dial {
             when: |s| s.observability.prometheus.remote_write_to_mimir,
@@ -277,11 +281,10 @@ components! {
         name: "grafana",
         title: "Grafana",
         role: "dashboards",
+        section: "observability.grafana",
+        resources: |s| &s.observability.grafana.resources,
         deployed: |s| s.observability.grafana.enabled,
-        image: ImageSource::ThirdParty {
-            image: |s| &s.observability.grafana.image,
-            tag_key: "observability.grafana.image.tag",
-        },
+        image: ImageSource::ThirdParty(|s| &s.observability.grafana.image),
         ports: &[port("http", |_| 3000)],
         dials: &[
             Dial::http(Component::Mimir, "http", "/prometheus"),
@@ -303,11 +306,10 @@ components! {
         name: "loki",
         title: "Loki",
         role: "logs",
+        section: "observability.loki",
+        resources: |s| &s.observability.loki.resources,
         deployed: |s| s.observability.loki.enabled,
-        image: ImageSource::ThirdParty {
-            image: |s| &s.observability.loki.image,
-            tag_key: "observability.loki.image.tag",
-        },
+        image: ImageSource::ThirdParty(|s| &s.observability.loki.image),
         ports: &[port("http", |_| 3100), port("grpc", |_| 9095)],
         dials: &[],
         config_maps: &[""],
@@ -319,11 +321,10 @@ components! {
         name: "tempo",
         title: "Tempo",
         role: "traces",
+        section: "observability.tempo",
+        resources: |s| &s.observability.tempo.resources,
         deployed: |s| s.observability.tempo.enabled,
-        image: ImageSource::ThirdParty {
-            image: |s| &s.observability.tempo.image,
-            tag_key: "observability.tempo.image.tag",
-        },
+        image: ImageSource::ThirdParty(|s| &s.observability.tempo.image),
         ports: &[
             port("http", |_| 3200),
             port("otlp-grpc", |_| 4317),
@@ -340,11 +341,10 @@ components! {
         name: "mimir",
         title: "Mimir",
         role: "metrics",
+        section: "observability.mimir",
+        resources: |s| &s.observability.mimir.resources,
         deployed: |s| s.observability.mimir.enabled,
-        image: ImageSource::ThirdParty {
-            image: |s| &s.observability.mimir.image,
-            tag_key: "observability.mimir.image.tag",
-        },
+        image: ImageSource::ThirdParty(|s| &s.observability.mimir.image),
         ports: &[port("http", |_| 9009), port("grpc", |_| 9095)],
         dials: &[],
         config_maps: &[""],
@@ -356,11 +356,10 @@ components! {
         name: "promtail",
         title: "Promtail",
         role: "logs",
+        section: "observability.logs.promtail",
+        resources: |s| &s.observability.logs.promtail.resources,
         deployed: |s| logs_through(s, LogShipper::Promtail),
-        image: ImageSource::ThirdParty {
-            image: |s| &s.observability.logs.promtail.image,
-            tag_key: "observability.logs.promtail.image.tag",
-        },
+        image: ImageSource::ThirdParty(|s| &s.observability.logs.promtail.image),
         ports: &[port("http", |_| 9080)],
         dials: &[Dial::http(Component::Loki, "http", "/loki/api/v1/push")],
         config_maps: &[""],
@@ -372,11 +371,10 @@ components! {
         name: "alloy",
         title: "Alloy",
         role: "logs",
+        section: "observability.logs.alloy",
+        resources: |s| &s.observability.logs.alloy.resources,
         deployed: |s| logs_through(s, LogShipper::Alloy),
-        image: ImageSource::ThirdParty {
-            image: |s| &s.observability.logs.alloy.image,
-            tag_key: "observability.logs.alloy.image.tag",
-        },
+        image: ImageSource::ThirdParty(|s| &s.observability.logs.alloy.image),
         ports: &[port("http", |_| 12345)],
         dials: &[Dial::http(Component::Loki, "http", "/loki/api/v1/push")],
         config_maps: &[""],

@@ -94,7 +94,7 @@ pub struct Tag {
     /// The tag, without a digest (`2.10.1`).
     pub tag: String,
     /// Where `stack.yaml` sets it (`observability.tempo.image.tag`).
-    pub key: &'static str,
+    pub key: String,
 }
 
 /// What an endpoint reaches.
@@ -362,13 +362,13 @@ fn part(stack: &Stack, component: Component) -> Part {
     let object_name = stack.object_name(spec.name);
     let (image, tag) = match &spec.image {
         ImageSource::Own(reference) => (reference(stack), None),
-        ImageSource::ThirdParty { image, tag_key } => {
+        ImageSource::ThirdParty(image) => {
             let image = image(stack);
             (
                 stack.images.third_party(image),
                 Some(Tag {
                     tag: image.tag.tag().to_owned(),
-                    key: tag_key,
+                    key: format!("{}.image.tag", spec.section),
                 }),
             )
         }

@@ -1,5 +1,5 @@
 //! Newtypes for the values `stack.yaml` holds: names, ports, durations, image references,
-//! resource quantities, hosts and secrets.
+//! resource quantities, hosts, secrets and their keys, fractions and counts.
 //!
 //! Each type checks its value when it is deserialized, so a `Stack` never holds a malformed
 //! one, and each describes itself in the JSON Schema (pattern and description), so editors
@@ -10,8 +10,10 @@ mod float;
 mod host;
 mod image;
 mod name;
+mod number;
 mod port;
 mod quantity;
+pub(crate) mod refusal;
 mod secret;
 mod text;
 mod url;
@@ -22,18 +24,21 @@ pub use host::Host;
 pub(crate) use image::check_reference;
 pub use image::{ImageRepository, ImageTag, PinnedTag, Registry};
 pub use name::{DnsLabel, DnsSubdomain, KeyPrefix};
+pub use number::{Count, Ratio, RedisDb, TaskCount};
 pub use port::Port;
 pub use quantity::Quantity;
 pub use secret::Secret;
-pub(crate) use text::{check_config_key, check_text};
+pub use text::SecretKey;
+pub(crate) use text::check_text;
 pub(crate) use url::check_http_url;
 
 /// Declares a string newtype that is checked by `$check` (a `fn(&str) -> Result<(), String>`)
-/// when it is created or deserialized, and described in the JSON Schema.
+/// when it is created or deserialized, and described in the JSON Schema. With `rule`, the
+/// loader reports a refused value under that rule (see `refusal`).
 macro_rules! checked_string {
     (
         $(#[$meta:meta])*
-        $name:ident, check = $check:path, schema = { $($schema:tt)* }
+        $name:ident, check = $check:path $(, rule = $rule:literal)?, schema = { $($schema:tt)* }
     ) => {
         $(#[$meta])*
         #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
@@ -77,7 +82,10 @@ macro_rules! checked_string {
         impl<'de> serde::Deserialize<'de> for $name {
             fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
                 let value = String::deserialize(deserializer)?;
-                Self::new(value).map_err(serde::de::Error::custom)
+                Self::new(value).map_err(|error| {
+                    $( let error = $crate::types::refusal::encode($rule, error); )?
+                    serde::de::Error::custom(error)
+                })
             }
         }
 

@@ -85,3 +85,17 @@ mod tests {
         }
     }
 }
+
+super::checked_string!(
+    /// The key of a value in a Secret, as a `secretKeyRef.key` names it:
+    /// `[-._a-zA-Z0-9]+`, at most 253 characters, not `.` or `..`.
+    SecretKey,
+    check = check_config_key,
+    rule = "secret-key",
+    schema = {
+        "minLength": 1,
+        "maxLength": 253,
+        "pattern": r"^[-._a-zA-Z0-9]+$",
+        "description": "A key of a Secret: 1-253 letters, digits, '-', '_' and '.' (not '.' or '..')."
+    }
+);

@@ -10,12 +10,11 @@
 use crate::diagnostic::Diagnostic;
 use crate::escape::{quoted, unsafe_char};
 use crate::model::{ComponentImage, RedisMode, Stack};
-use crate::types::{Quantity, check_config_key, check_http_url, check_reference, check_text};
+use crate::types::{Quantity, check_http_url, check_reference, check_text};
 
 /// Runs every rule of this module.
 pub(super) fn check(stack: &Stack, out: &mut Vec<Diagnostic>) {
     instance_name(stack, out);
-    secret_keys(stack, out);
     addresses(stack, out);
     grafana_user(stack, out);
     redis_password(stack, out);
@@ -70,27 +69,6 @@ fn instance_name(stack: &Stack, out: &mut Vec<Diagnostic>) {
                 name.len()
             ),
         ));
-    }
-}
-
-/// A `secretKeyRef.key` must be a valid key of a Secret, or the pod is refused.
-fn secret_keys(stack: &Stack, out: &mut Vec<Diagnostic>) {
-    for (path, key) in [
-        ("redis.auth.secret.key", &stack.redis.auth.secret.key),
-        (
-            "observability.grafana.admin.password_secret.key",
-            &stack.observability.grafana.admin.password_secret.key,
-        ),
-    ] {
-        if let Err(reason) = check_config_key(key) {
-            out.push(
-                Diagnostic::error(path, "secret-key", format!("{} {reason}", quoted(key)))
-                    .with_help(
-                        "Kubernetes refuses a pod whose secretKeyRef names a key it could not \
-                         hold",
-                    ),
-            );
-        }
     }
 }
 
