@@ -1,5 +1,7 @@
 //! One suite, two stores: every test runs against the in-memory store and against a real
 //! `redis-server` started for it.
+//!
+//! One concept: the store conformance suite, the same tests for both stores.
 
 mod support;
 

@@ -1,4 +1,6 @@
 //! The gRPC API end to end: an in-process server over a real `redis-server`.
+//!
+//! One concept: the API end to end, as a client sees it.
 
 mod support;
 

@@ -1,5 +1,7 @@
 //! Real server processes sharing a real `redis-server`: crashes, replicas, a Redis outage and
 //! graceful shutdown.
+//!
+//! One concept: faults of whole processes.
 
 mod support;
 

@@ -2,6 +2,8 @@
 //! real `taskmanager-server` processes that can be killed and started again on the same
 //! port, and the client binary with its output read line by line. Everything started here
 //! is stopped on drop, and every wait has a deadline. Mirrors `server/tests/support`.
+//!
+//! One concept: the client tests' harness.
 
 #![allow(
     dead_code,

@@ -1,5 +1,8 @@
 //! The in-memory store: the same transitions as the Redis scripts, under one mutex, for
 //! zero-setup local runs. Nothing survives the process.
+//!
+//! The in-memory store, whole: each transition mirrors its Lua script, so they are kept in
+//! one file to be read against `lua/`.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};

@@ -5,6 +5,9 @@
 //! reset) is replaced once a PING through it times out. The event subscription is checked
 //! the same way, and every (re)subscription announces `Resync` so that streams and workers
 //! re-read what they may have missed.
+//!
+//! The Redis store, whole: connections, the scripts' calls and the decoding of their
+//! replies, kept together because each transition's call and reply are read side by side.
 
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -8,6 +8,9 @@
 //! task in Redis. The worker chose the lease token itself, so it hands that task back by
 //! token ([`Store::unclaim`]) before it claims again; the task keeps its place and its
 //! attempt, instead of waiting for its lease to expire.
+//!
+//! One concept: the worker loop (claim, lease, run, report) and its backoff; the handlers
+//! are `handler`.
 
 pub mod handler;
 

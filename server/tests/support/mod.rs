@@ -1,5 +1,7 @@
 //! Test harness: real `redis-server` processes on free ports, real server processes, and
 //! in-process servers. Everything started here is stopped on drop.
+//!
+//! One concept: the server tests' harness.
 
 #![allow(
     dead_code,

@@ -15,6 +15,9 @@
 //! A diagnostic's snippet is one line of the user's file: every key on it is classified
 //! (its path guessed from the diagnostic's own path) and the value of the first secret one
 //! is replaced, to the end of the line, by `<redacted>`.
+//!
+//! One concept: deciding what is secret and scrubbing it, with the tests that prove no path
+//! prints one.
 
 use std::collections::BTreeMap;
 use std::sync::OnceLock;

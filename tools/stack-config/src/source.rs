@@ -8,6 +8,9 @@
 //! Reading is bounded for any input: the limits of [`Loader`] (nesting depth, nodes, what
 //! aliases may copy, errors reported) are checked event by event, as the parser produces
 //! them, so nothing past a limit is ever built. Work and memory are linear in the file.
+//!
+//! One concept: reading a YAML file into located figment values (the event walk, its limits
+//! and the spans it records live together).
 
 mod spans;
 mod text;

@@ -5,6 +5,8 @@
 //! would refuse — are in `strings`. What one value must be on its own (a fraction, a
 //! positive count, a Redis database, a Secret's key) its type checks when it is read
 //! (`types`); what an external Redis needs, `Topology::compile`.
+//!
+//! One concept: the rules across settings, one function per rule.
 
 mod strings;
 

@@ -1,6 +1,8 @@
 //! Hostile input: loading ends, for any file, variable or argument, in a stack or in located
 //! errors, with bounded work. Each case asserts the error that the limit raises — and that it
 //! is the only one, so that nothing past the limit was built or checked.
+//!
+//! One concept: the loader's bounds on hostile input.
 
 mod support;
 

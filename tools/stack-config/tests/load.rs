@@ -1,4 +1,6 @@
 //! Loading stacks: the shipped file, layer precedence, and bad input reported completely.
+//!
+//! One concept: loading, as a user runs it.
 
 mod support;
 

@@ -1,6 +1,8 @@
 //! Values that Kubernetes, a container runtime or the consuming program would refuse are
 //! refused by `check`, each with its rule, key path, message and location; secrets never
 //! print; user text in diagnostics is escaped.
+//!
+//! One concept: values the consuming programs would refuse.
 
 mod support;
 

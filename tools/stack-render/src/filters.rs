@@ -5,6 +5,8 @@
 //! The environment enforces it: its formatter writes a string only when it is a filter's
 //! output (a "safe" string), and refuses any other string with an error that names the
 //! template and line. Numbers and booleans are written as they are.
+//!
+//! One concept: the filters templates may call, each with its tests.
 
 use minijinja::value::{Kwargs, Value, ValueKind};
 use minijinja::{AutoEscape, Environment, Error, ErrorKind, Output, State};

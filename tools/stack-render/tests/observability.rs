@@ -1,5 +1,7 @@
 //! The rendered observability configs in the grammar of the programs that read them, checked
 //! on the rendered text (each case is a defect a real program showed).
+//!
+//! One concept: the grammar of each observability program.
 
 use std::path::Path;
 

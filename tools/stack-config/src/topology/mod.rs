@@ -11,6 +11,9 @@
 //! In the cluster, component `c` of instance `name` is the Service `<name>-<c>` in the
 //! stack's namespace, reached at `<scheme>://<name>-<c>.<namespace>.svc:<port><path>`;
 //! [`service_host`] and [`Topology::compile`] are the only places that spell it.
+//!
+//! One concept: the compiled topology (the table it compiles is `components`); about a
+//! third of the file is its tests.
 
 mod components;
 

@@ -1,4 +1,7 @@
 //! Container image references, checked against the distribution reference grammar.
+//!
+//! One concept: the image reference grammar (registry, repository, tag, digest) and its
+//! tests.
 
 use super::checked_string;
 

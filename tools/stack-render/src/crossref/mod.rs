@@ -7,6 +7,9 @@
 //!
 //! The manifests are read once into an [`inventory::Inventory`]; each rule is a function
 //! over it and the topology that returns its [`Problem`]s.
+//!
+//! One concept: the rules of the cross-reference check, one function each, and their tests
+//! (the inventory, the problems and the dialled addresses are their own files).
 
 mod dialled;
 mod inventory;

@@ -1,54 +1,28 @@
-//! The gRPC service: request validation, the store calls, and status streams.
+//! The gRPC service: request validation (in `request`, with the limits), the store calls,
+//! and status streams (in `watch`).
 
-use std::collections::VecDeque;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Duration;
 
-use rand::Rng;
 use taskmanager_proto::pb;
 use taskmanager_proto::pb::task_manager_server::TaskManager;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, SemaphorePermit};
+use tokio::sync::{Semaphore, SemaphorePermit};
 use tokio_stream::Stream;
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 use tracing::debug;
 
-use crate::hub::{Hub, StreamSignal, Subscription};
+use crate::hub::Hub;
 use crate::metrics::{Metrics, inc};
 use crate::store::{CancelOutcome, Store, StoreError};
-use crate::task::{NewTask, TaskEvent};
 use crate::worker::handler::Registry;
 
-/// Limits applied to requests.
-#[derive(Clone, Debug)]
-pub struct ApiLimits {
-    /// Longest `task_description`, bytes.
-    pub max_description_bytes: usize,
-    /// Largest `payload`, bytes.
-    pub max_payload_bytes: usize,
-    /// Longest `idempotency_key` and `kind`, bytes.
-    pub max_key_bytes: usize,
-    /// Most tasks in one `SubmitTasks`.
-    pub max_batch: usize,
-    /// Attempts of a task that does not say.
-    pub default_max_attempts: u32,
-    /// Most status streams open at once.
-    pub max_streams: usize,
-    /// Most unary requests handled at once.
-    pub max_in_flight: usize,
-}
+mod request;
+mod watch;
 
-/// Most attempts a request may ask for.
-const MAX_ATTEMPTS: u32 = 100;
-/// Longest delay a request may ask for: 30 days.
-const MAX_DELAY_MS: u64 = 30 * 24 * 3600 * 1000;
-/// Longest task id accepted.
-const MAX_ID_BYTES: usize = 64;
-/// First wait before a stream re-reads its task after the store failed to answer.
-const CATCH_UP_BACKOFF: Duration = Duration::from_millis(100);
-/// Longest wait between those tries.
-const CATCH_UP_BACKOFF_MAX: Duration = Duration::from_secs(2);
+pub use request::ApiLimits;
+use request::check_id;
+use watch::Watch;
 
 /// The `TaskManager` service.
 pub struct TaskManagerService {
@@ -116,117 +90,6 @@ impl TaskManagerService {
             });
         }
     }
-
-    /// Checks one task request; `field` prefixes field names in errors (`tasks[2].`).
-    fn validate(&self, request: pb::TaskRequest, field: &str) -> Result<NewTask, Status> {
-        let invalid = |name: &str, problem: String| {
-            Status::invalid_argument(format!("{field}{name}: {problem}"))
-        };
-        let limits = &self.limits;
-        if request.task_description.len() > limits.max_description_bytes {
-            return Err(invalid(
-                "task_description",
-                format!(
-                    "{} bytes is longer than the limit of {}",
-                    request.task_description.len(),
-                    limits.max_description_bytes
-                ),
-            ));
-        }
-        let priority = u8::try_from(request.priority)
-            .ok()
-            .filter(|p| pb::TaskPriority::try_from(i32::from(*p)).is_ok())
-            .ok_or_else(|| {
-                invalid(
-                    "priority",
-                    format!(
-                        "{} is not LOW (0), MEDIUM (1) or HIGH (2)",
-                        request.priority
-                    ),
-                )
-            })?;
-        if request.kind.len() > limits.max_key_bytes {
-            return Err(invalid(
-                "kind",
-                format!("longer than {} bytes", limits.max_key_bytes),
-            ));
-        }
-        if !self.registry.contains(&request.kind) {
-            return Err(invalid(
-                "kind",
-                format!(
-                    "no handler for {:?}; known kinds: {}",
-                    request.kind,
-                    self.registry.kinds().join(", ")
-                ),
-            ));
-        }
-        if request.idempotency_key.len() > limits.max_key_bytes {
-            return Err(invalid(
-                "idempotency_key",
-                format!("longer than {} bytes", limits.max_key_bytes),
-            ));
-        }
-        if request.payload.len() > limits.max_payload_bytes {
-            return Err(invalid(
-                "payload",
-                format!(
-                    "{} bytes is larger than the limit of {}",
-                    request.payload.len(),
-                    limits.max_payload_bytes
-                ),
-            ));
-        }
-        if request.max_attempts > MAX_ATTEMPTS {
-            return Err(invalid("max_attempts", format!("at most {MAX_ATTEMPTS}")));
-        }
-        if request.delay_ms > MAX_DELAY_MS {
-            return Err(invalid(
-                "delay_ms",
-                format!("at most {MAX_DELAY_MS} (30 days)"),
-            ));
-        }
-        Ok(NewTask {
-            id: uuid::Uuid::new_v4().to_string(),
-            description: request.task_description,
-            priority,
-            number1: request.number1,
-            number2: request.number2,
-            kind: if request.kind.is_empty() {
-                "default".to_owned()
-            } else {
-                request.kind
-            },
-            payload: request.payload,
-            idempotency_key: (!request.idempotency_key.is_empty())
-                .then_some(request.idempotency_key),
-            max_attempts: if request.max_attempts == 0 {
-                limits.default_max_attempts
-            } else {
-                request.max_attempts
-            },
-            delay: Duration::from_millis(request.delay_ms),
-            trace_parent: crate::telemetry::current_traceparent(),
-        })
-    }
-}
-
-/// Checks a task id from a request.
-fn check_id(id: &str) -> Result<(), Status> {
-    if id.is_empty() {
-        return Err(Status::invalid_argument("task_id: must not be empty"));
-    }
-    if id.len() > MAX_ID_BYTES
-        || !id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-    {
-        return Err(Status::invalid_argument(format!(
-            "task_id: {:?} is not a task id (at most {MAX_ID_BYTES} letters, digits, '-', '_')",
-            id.chars().take(80).collect::<String>()
-        )));
-    }
-    Ok(())
 }
 
 /// The status for a store failure.
@@ -436,126 +299,9 @@ impl TaskManager for TaskManagerService {
     }
 }
 
-/// One status stream. It reads Redis only when it opens and when it may have missed events
-/// (a gap in sequence numbers, a re-established subscription, a mailbox that overflowed);
-/// an idle stream costs the store nothing. When the store does not answer, it waits and
-/// tries again, so a Redis restart or stall never ends it; only shutdown does.
-struct Watch {
-    id: String,
-    /// The sequence number of the last event sent.
-    last: u64,
-    subscription: Subscription,
-    store: Arc<dyn Store>,
-    shutdown: CancellationToken,
-    /// Events read but not sent yet.
-    pending: VecDeque<TaskEvent>,
-    /// Events may have been missed: re-read the history after `last`.
-    resync: bool,
-    done: bool,
-    _permit: OwnedSemaphorePermit,
-}
-
-impl Watch {
-    /// The next message, or `None` when the stream is over.
-    async fn next(&mut self) -> Option<Result<pb::StatusResponse, Status>> {
-        loop {
-            if self.done {
-                return None;
-            }
-            if let Some(event) = self.pending.pop_front() {
-                if event.seq <= self.last {
-                    continue;
-                }
-                if event.seq != self.last + 1 {
-                    self.pending.clear();
-                    self.resync = true;
-                    continue;
-                }
-                self.last = event.seq;
-                self.done = event.state.is_terminal();
-                return Some(Ok(event.to_proto()));
-            }
-            if self.resync {
-                if let Err(status) = self.catch_up().await {
-                    self.done = true;
-                    return Some(Err(status));
-                }
-                continue;
-            }
-            tokio::select! {
-                signal = self.subscription.recv() => match signal {
-                    StreamSignal::Event(event) if event.seq <= self.last => {}
-                    StreamSignal::Event(event) if event.seq == self.last + 1 => {
-                        self.pending.push_back(event);
-                    }
-                    // A gap, or a resync: read what was missed from the history.
-                    _ => self.resync = true,
-                },
-                () = self.shutdown.cancelled() => {
-                    self.done = true;
-                    return Some(Err(shutting_down()));
-                }
-            }
-        }
-    }
-
-    /// Reads the events after `last` into `pending`, retrying with backoff while the store
-    /// does not answer. Ends the stream (`done`) when the task has expired meanwhile.
-    async fn catch_up(&mut self) -> Result<(), Status> {
-        let mut backoff = CATCH_UP_BACKOFF;
-        loop {
-            let read = match self.store.events_after(&self.id, self.last).await {
-                Ok(events) if events.is_empty() => match self.store.get(&self.id).await {
-                    Ok(task) => {
-                        self.done = task.is_none();
-                        Ok(())
-                    }
-                    Err(error) => Err(error),
-                },
-                Ok(events) => {
-                    self.pending.extend(events);
-                    Ok(())
-                }
-                Err(error) => Err(error),
-            };
-            match read {
-                Ok(()) => {
-                    self.resync = false;
-                    return Ok(());
-                }
-                Err(StoreError::Unavailable(error) | StoreError::Full(error)) => {
-                    debug!(task_id = %self.id, %error, "Cannot re-read the task yet; retrying.");
-                }
-                Err(error) => return Err(status(error)),
-            }
-            let jitter = rand::rng().random_range(0.5..1.0);
-            tokio::select! {
-                () = tokio::time::sleep(backoff.mul_f64(jitter)) => {}
-                // The subscription came back (or news arrived): try again now.
-                _ = self.subscription.recv() => {}
-                () = self.shutdown.cancelled() => return Err(shutting_down()),
-            }
-            backoff = (backoff * 2).min(CATCH_UP_BACKOFF_MAX);
-        }
-    }
-}
-
 fn shutting_down() -> Status {
     Status::unavailable(
         "the server is shutting down; reconnect and resume with after_sequence set to the \
          last sequence received",
     )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::check_id;
-
-    #[test]
-    fn task_ids() {
-        assert!(check_id("7c1f0d3a-9b1e-4f55-a0ad-0c5d2a0b9e11").is_ok());
-        assert!(check_id("").is_err());
-        assert!(check_id("a b").is_err());
-        assert!(check_id(&"a".repeat(65)).is_err());
-    }
 }

@@ -5,107 +5,27 @@
 //! run time, end to end) carry the trace id of a sampled attempt as an exemplar, which
 //! Grafana links to the trace in Tempo. The queue depths are the whole store's, read when
 //! scraped: every replica reports the same numbers, so aggregate them with `max`, not `sum`.
+//!
+//! The label types are in `labels`; the HTTP endpoint is in `endpoint`.
 
-use std::convert::Infallible;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::time::Duration;
 
-use bytes::Bytes;
-use http_body_util::Full;
-use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::exemplar::HistogramWithExemplars;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
-use tokio::net::TcpListener;
-use tokio_util::sync::CancellationToken;
-use tracing::debug;
 
 use crate::hub::Hub;
-use crate::store::Store;
 
-/// The content type of OpenMetrics text, the format that carries exemplars.
-pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+mod endpoint;
+mod labels;
 
-/// How long a scrape waits for the store's queue depths before answering without them.
-const DEPTHS_TIMEOUT: Duration = Duration::from_secs(1);
-
-/// The exemplar of an observation: the trace it belongs to.
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct TraceExemplar {
-    /// The trace id, as Tempo shows it.
-    pub trace_id: String,
-}
-
-/// A task's priority, as a label.
-#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
-#[expect(
-    non_camel_case_types,
-    reason = "label values are written as the variant names"
-)]
-pub enum Priority {
-    /// LOW.
-    low,
-    /// MEDIUM.
-    medium,
-    /// HIGH.
-    high,
-}
-
-impl Priority {
-    /// The label of a stored priority (0-2).
-    pub fn of(priority: u8) -> Self {
-        match priority {
-            0 => Self::low,
-            1 => Self::medium,
-            _ => Self::high,
-        }
-    }
-}
-
-/// Labels by priority.
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct PriorityLabels {
-    /// `low`, `medium` or `high`.
-    pub priority: Priority,
-}
-
-/// How an attempt ended.
-#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
-#[expect(
-    non_camel_case_types,
-    reason = "label values are written as the variant names"
-)]
-pub enum Outcome {
-    /// The task completed.
-    completed,
-    /// The attempt failed and the task will be retried.
-    retried,
-    /// The task failed for good.
-    failed,
-    /// The task was cancelled while running.
-    cancelled,
-    /// The task was handed back to the queue (shutdown).
-    released,
-    /// The lease was lost; the report was rejected.
-    stale,
-}
-
-/// Labels by outcome.
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct OutcomeLabels {
-    /// How the attempt ended.
-    pub outcome: Outcome,
-}
-
-/// Labels of a gRPC response.
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct ResponseLabels {
-    method: &'static str,
-    code: &'static str,
-}
+pub use endpoint::CONTENT_TYPE;
+pub(crate) use endpoint::serve;
+pub use labels::{Outcome, OutcomeLabels, Priority, PriorityLabels, TraceExemplar};
+use labels::{ResponseLabels, code_name};
 
 type Histogram = HistogramWithExemplars<TraceExemplar>;
 
@@ -196,30 +116,6 @@ struct Gauges {
     leased: Gauge,
     dead: Gauge,
     depths_up: Gauge,
-}
-
-/// The canonical name of a gRPC status code, as gRPC's documentation spells it.
-fn code_name(code: tonic::Code) -> &'static str {
-    use tonic::Code;
-    match code {
-        Code::Ok => "OK",
-        Code::Cancelled => "CANCELLED",
-        Code::Unknown => "UNKNOWN",
-        Code::InvalidArgument => "INVALID_ARGUMENT",
-        Code::DeadlineExceeded => "DEADLINE_EXCEEDED",
-        Code::NotFound => "NOT_FOUND",
-        Code::AlreadyExists => "ALREADY_EXISTS",
-        Code::PermissionDenied => "PERMISSION_DENIED",
-        Code::ResourceExhausted => "RESOURCE_EXHAUSTED",
-        Code::FailedPrecondition => "FAILED_PRECONDITION",
-        Code::Aborted => "ABORTED",
-        Code::OutOfRange => "OUT_OF_RANGE",
-        Code::Unimplemented => "UNIMPLEMENTED",
-        Code::Internal => "INTERNAL",
-        Code::Unavailable => "UNAVAILABLE",
-        Code::DataLoss => "DATA_LOSS",
-        Code::Unauthenticated => "UNAUTHENTICATED",
-    }
 }
 
 /// Adds one to a counter.
@@ -476,115 +372,6 @@ pub(crate) fn exemplar(span: &tracing::Span) -> Option<TraceExemplar> {
 /// Milliseconds as seconds, never negative (clocks of two machines may disagree).
 pub(crate) fn seconds(ms: i64) -> f64 {
     Duration::from_millis(u64::try_from(ms).unwrap_or(0)).as_secs_f64()
-}
-
-/// What the HTTP endpoint reads.
-#[derive(Clone)]
-struct Endpoint {
-    metrics: Arc<Metrics>,
-    hub: Hub,
-    store: Arc<dyn Store>,
-}
-
-impl Endpoint {
-    async fn answer(
-        &self,
-        request: &hyper::Request<hyper::body::Incoming>,
-    ) -> hyper::Response<Full<Bytes>> {
-        let text = |status: u16, content_type: &str, body: String| {
-            hyper::Response::builder()
-                .status(status)
-                .header(hyper::header::CONTENT_TYPE, content_type)
-                .body(Full::new(Bytes::from(body)))
-                .unwrap_or_default()
-        };
-        let plain = "text/plain; charset=utf-8";
-        if request.method() != hyper::Method::GET && request.method() != hyper::Method::HEAD {
-            return text(405, plain, "only GET\n".to_owned());
-        }
-        match request.uri().path() {
-            "/metrics" => {
-                let depths = match tokio::time::timeout(DEPTHS_TIMEOUT, self.store.depths()).await {
-                    Ok(Ok(depths)) => Some(depths),
-                    Ok(Err(error)) => {
-                        debug!(%error, "Cannot read the queue depths for a scrape.");
-                        None
-                    }
-                    Err(_) => {
-                        debug!("The store did not answer the queue depths in time.");
-                        None
-                    }
-                };
-                text(
-                    200,
-                    CONTENT_TYPE,
-                    self.metrics.render(&self.hub, depths.as_ref()),
-                )
-            }
-            "/healthz" => text(200, plain, "ok\n".to_owned()),
-            "/readyz" if self.metrics.ready.load(Ordering::Relaxed) => {
-                text(200, plain, "ready\n".to_owned())
-            }
-            "/readyz" => text(
-                503,
-                plain,
-                "not ready: the task store or its event subscription is down\n".to_owned(),
-            ),
-            _ => text(404, plain, "try /metrics\n".to_owned()),
-        }
-    }
-}
-
-/// Serves `/metrics`, `/healthz` and `/readyz` on `listener` until `stop` fires.
-pub(crate) async fn serve(
-    listener: TcpListener,
-    metrics: Arc<Metrics>,
-    hub: Hub,
-    store: Arc<dyn Store>,
-    stop: CancellationToken,
-) {
-    let endpoint = Endpoint {
-        metrics,
-        hub,
-        store,
-    };
-    loop {
-        let stream = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
-                Err(error) => {
-                    debug!(%error, "Cannot accept a metrics connection.");
-                    continue;
-                }
-            },
-            () = stop.cancelled() => return,
-        };
-        let endpoint = endpoint.clone();
-        let stop = stop.clone();
-        tokio::spawn(async move {
-            let service = hyper::service::service_fn(move |request| {
-                let endpoint = endpoint.clone();
-                async move { Ok::<_, Infallible>(endpoint.answer(&request).await) }
-            });
-            let connection = hyper::server::conn::http1::Builder::new()
-                .timer(hyper_util::rt::TokioTimer::new())
-                .header_read_timeout(Duration::from_secs(5))
-                .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
-            tokio::pin!(connection);
-            tokio::select! {
-                result = connection.as_mut() => {
-                    if let Err(error) = result {
-                        debug!(%error, "A metrics connection failed.");
-                    }
-                }
-                () = stop.cancelled() => {
-                    // Finish the request in flight (at most 2 s), then close.
-                    connection.as_mut().graceful_shutdown();
-                    let _ = tokio::time::timeout(Duration::from_secs(2), connection.as_mut()).await;
-                }
-            }
-        });
-    }
 }
 
 #[cfg(test)]
