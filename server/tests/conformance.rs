@@ -1,5 +1,6 @@
 //! One suite, two stores: every test runs against the in-memory store and against a real
-//! `redis-server` started for it.
+//! `redis-server` started for it, and again against a one-node Redis Cluster with a
+//! hash-tagged prefix (Redis refuses there any script that leaves its slot).
 //!
 //! One concept: the store conformance suite, the same tests for both stores.
 
@@ -36,10 +37,26 @@ async fn memory(retention: Duration) -> Subject {
 }
 
 async fn redis(retention: Duration) -> Subject {
-    let redis = support::Redis::start();
+    redis_with(support::Redis::start(), "test:", "capped:", retention)
+}
+
+/// A one-node Redis Cluster with a prefix ending in a hash tag: Redis refuses any script
+/// that touches a key outside the slot of its declared keys, so every test passing here
+/// shows that each transition stays in one slot.
+async fn redis_cluster_slot(retention: Duration) -> Subject {
+    let redis = support::Redis::start_cluster_node();
+    redis_with(redis, "test:{q}", "capped:{c}", retention)
+}
+
+fn redis_with(
+    redis: support::Redis,
+    prefix: &str,
+    capped_prefix: &str,
+    retention: Duration,
+) -> Subject {
     let options = RedisOptions {
         url: redis.url(),
-        prefix: "test:".into(),
+        prefix: prefix.into(),
         retention,
         connect_timeout: Duration::from_secs(2),
         command_timeout: Duration::from_secs(2),
@@ -48,7 +65,7 @@ async fn redis(retention: Duration) -> Subject {
         reap_settle: Duration::ZERO,
     };
     let capped = RedisOptions {
-        prefix: "capped:".into(),
+        prefix: capped_prefix.into(),
         max_queued: Some(CAP),
         ..options.clone()
     };
@@ -807,6 +824,15 @@ macro_rules! conformance {
                 }
             )*
         }
+        mod redis_cluster_slot {
+            use super::*;
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $test() {
+                    super::$test(redis_cluster_slot(Duration::from_millis(500)).await).await;
+                }
+            )*
+        }
     };
 }
 
@@ -830,3 +856,28 @@ conformance!(
     unknown_tasks_are_absent,
     depths_count_each_place_and_claims_say_how_long_they_waited,
 );
+
+/// The one-node cluster above would prove nothing if Redis let a script leave its slot. It
+/// does not: a script that writes a key outside the slot of its declared ones is refused,
+/// and so is a call whose declared keys are in several slots (a prefix without a hash tag).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_node_refuses_keys_of_another_slot() {
+    let redis = support::Redis::start_cluster_node();
+    let script = "#!lua\nredis.call('SET', KEYS[1], 1)\nredis.call('SET', 'elsewhere', 1)\n";
+    let answer = redis.query(&["EVAL", script, "1", "{q}declared"]);
+    assert!(
+        answer.contains("do not hash to the same slot"),
+        "an undeclared key of another slot: {answer}"
+    );
+    let subject = redis_with(redis, "test:", "capped:", Duration::from_millis(500));
+    let error = subject
+        .store
+        .submit(vec![task("untagged", 1)])
+        .await
+        .expect_err("cross-slot keys are refused");
+    let message = error.to_string();
+    assert!(
+        message.contains("hash to the same slot"),
+        "declared keys in several slots: {message}"
+    );
+}

@@ -1,4 +1,7 @@
 //! The Redis store: every transition is one Lua script (see `lua/common.lua` for the keys).
+//! Every script declares the queue's keys ([`QUEUE_KEYS`]) and builds the keys of the tasks
+//! it works on from the same prefix, so that on a Redis Cluster a prefix ending in a hash
+//! tag keeps every key a script touches in one slot.
 //!
 //! Connections are made lazily and remade when they stop answering: the store can be created
 //! while Redis is unreachable, and a half-open connection (a peer that vanished without a
@@ -17,7 +20,7 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{Client, RedisError, Script};
+use redis::{Client, RedisError, Script, ScriptInvocation};
 use tokio::sync::broadcast;
 use tokio_stream::StreamExt;
 use tracing::{info, warn};
@@ -46,6 +49,11 @@ macro_rules! script {
         ))
     };
 }
+
+/// The keys of the queue that every script declares, in this order (`lua/common.lua`).
+const QUEUE_KEYS: [&str; 8] = [
+    "tasks", "leases", "delayed", "dead", "enqueued", "events", "alive", "resumed",
+];
 
 /// The Lua scripts, loaded once.
 struct Scripts {
@@ -125,6 +133,8 @@ pub struct RedisStore {
     config: ConnectionManagerConfig,
     conn: Arc<ArcSwap<ConnectionManager>>,
     prefix: String,
+    /// [`QUEUE_KEYS`] under the prefix.
+    queue_keys: Arc<[String]>,
     retention_ms: u64,
     max_queued: u64,
     outage_gap_ms: u64,
@@ -203,6 +213,9 @@ impl RedisStore {
             client,
             config,
             conn: Arc::new(ArcSwap::from_pointee(conn)),
+            queue_keys: QUEUE_KEYS
+                .map(|name| format!("{}{name}", options.prefix))
+                .into(),
             prefix: options.prefix,
             retention_ms: ms(options.retention).max(1),
             max_queued: options.max_queued.unwrap_or(0),
@@ -234,6 +247,17 @@ impl RedisStore {
 
     fn key(&self, name: &str) -> String {
         format!("{}{name}", self.prefix)
+    }
+
+    /// A call of `script` with the queue's keys declared and the prefix as its first
+    /// argument, as every script takes them (see `lua/common.lua`).
+    fn invocation<'a>(&self, script: &'a Script) -> ScriptInvocation<'a> {
+        let mut invocation = script.prepare_invoke();
+        for key in self.queue_keys.iter() {
+            invocation.key(key);
+        }
+        invocation.arg(&self.prefix);
+        invocation
     }
 }
 
@@ -384,8 +408,8 @@ fn finish(code: i64, retry: bool) -> Finish {
 #[async_trait]
 impl Store for RedisStore {
     async fn submit(&self, tasks: Vec<NewTask>) -> Result<Vec<Submitted>> {
-        let mut invocation = self.scripts.submit.prepare_invoke();
-        invocation.arg(&self.prefix).arg(self.max_queued);
+        let mut invocation = self.invocation(&self.scripts.submit);
+        invocation.arg(self.max_queued);
         for task in &tasks {
             invocation
                 .arg(&task.id)
@@ -444,10 +468,7 @@ impl Store for RedisStore {
 
     async fn claim(&self, token: &str, lease: Duration) -> Result<Option<Claim>> {
         let flat: Option<Vec<Vec<u8>>> = self
-            .scripts
-            .claim
-            .prepare_invoke()
-            .arg(&self.prefix)
+            .invocation(&self.scripts.claim)
             .arg(token)
             .arg(ms(lease))
             .invoke_async(&mut self.conn())
@@ -477,10 +498,7 @@ impl Store for RedisStore {
 
     async fn renew(&self, id: &str, token: &str, lease: Duration) -> Result<Renewal> {
         let code: i64 = self
-            .scripts
-            .renew
-            .prepare_invoke()
-            .arg(&self.prefix)
+            .invocation(&self.scripts.renew)
             .arg(id)
             .arg(token)
             .arg(ms(lease))
@@ -496,10 +514,7 @@ impl Store for RedisStore {
 
     async fn progress(&self, id: &str, token: &str, percent: u32) -> Result<bool> {
         let code: i64 = self
-            .scripts
-            .progress
-            .prepare_invoke()
-            .arg(&self.prefix)
+            .invocation(&self.scripts.progress)
             .arg(id)
             .arg(token)
             .arg(percent.min(100))
@@ -511,10 +526,7 @@ impl Store for RedisStore {
 
     async fn complete(&self, id: &str, token: &str, result: &str) -> Result<Finish> {
         let code: i64 = self
-            .scripts
-            .complete
-            .prepare_invoke()
-            .arg(&self.prefix)
+            .invocation(&self.scripts.complete)
             .arg(id)
             .arg(token)
             .arg(result)
@@ -527,10 +539,7 @@ impl Store for RedisStore {
 
     async fn fail(&self, id: &str, token: &str, error: &str, plan: RetryPlan) -> Result<Finish> {
         let code: i64 = self
-            .scripts
-            .fail
-            .prepare_invoke()
-            .arg(&self.prefix)
+            .invocation(&self.scripts.fail)
             .arg(id)
             .arg(token)
             .arg(error)
@@ -545,10 +554,7 @@ impl Store for RedisStore {
 
     async fn finish_cancelled(&self, id: &str, token: &str, reason: &str) -> Result<Finish> {
         let code: i64 = self
-            .scripts
-            .cancelled
-            .prepare_invoke()
-            .arg(&self.prefix)
+            .invocation(&self.scripts.cancelled)
             .arg(id)
             .arg(token)
             .arg(reason)
@@ -561,10 +567,7 @@ impl Store for RedisStore {
 
     async fn release(&self, id: &str, token: &str) -> Result<Finish> {
         let code: i64 = self
-            .scripts
-            .release
-            .prepare_invoke()
-            .arg(&self.prefix)
+            .invocation(&self.scripts.release)
             .arg(id)
             .arg(token)
             .arg(self.retention_ms)
@@ -576,10 +579,7 @@ impl Store for RedisStore {
 
     async fn unclaim(&self, token: &str) -> Result<bool> {
         let code: i64 = self
-            .scripts
-            .unclaim
-            .prepare_invoke()
-            .arg(&self.prefix)
+            .invocation(&self.scripts.unclaim)
             .arg(token)
             .arg(self.retention_ms)
             .invoke_async(&mut self.conn())
@@ -590,10 +590,7 @@ impl Store for RedisStore {
 
     async fn cancel(&self, id: &str, reason: &str) -> Result<CancelOutcome> {
         let (outcome, state): (String, String) = self
-            .scripts
-            .cancel
-            .prepare_invoke()
-            .arg(&self.prefix)
+            .invocation(&self.scripts.cancel)
             .arg(id)
             .arg(reason)
             .arg(self.retention_ms)
@@ -613,10 +610,7 @@ impl Store for RedisStore {
 
     async fn reap_expired(&self, limit: usize) -> Result<usize> {
         let count: usize = self
-            .scripts
-            .reap
-            .prepare_invoke()
-            .arg(&self.prefix)
+            .invocation(&self.scripts.reap)
             .arg(limit)
             .arg(self.retention_ms)
             .arg(self.outage_gap_ms)
@@ -629,10 +623,7 @@ impl Store for RedisStore {
 
     async fn promote_due(&self, limit: usize) -> Result<Promotion> {
         let (moved, wait): (usize, i64) = self
-            .scripts
-            .promote
-            .prepare_invoke()
-            .arg(&self.prefix)
+            .invocation(&self.scripts.promote)
             .arg(limit)
             .invoke_async(&mut self.conn())
             .await
@@ -645,10 +636,7 @@ impl Store for RedisStore {
 
     async fn trim_dead(&self) -> Result<usize> {
         let count: usize = self
-            .scripts
-            .trim
-            .prepare_invoke()
-            .arg(&self.prefix)
+            .invocation(&self.scripts.trim)
             .arg(self.retention_ms)
             .invoke_async(&mut self.conn())
             .await
@@ -658,10 +646,7 @@ impl Store for RedisStore {
 
     async fn ping(&self) -> Result<()> {
         let pong: Result<i64> = self
-            .scripts
-            .heartbeat
-            .prepare_invoke()
-            .arg(&self.prefix)
+            .invocation(&self.scripts.heartbeat)
             .arg(self.outage_gap_ms)
             .invoke_async(&mut self.conn())
             .await
@@ -676,10 +661,7 @@ impl Store for RedisStore {
 
     async fn depths(&self) -> Result<Depths> {
         let counts: Vec<u64> = self
-            .scripts
-            .depths
-            .prepare_invoke()
-            .arg(&self.prefix)
+            .invocation(&self.scripts.depths)
             .invoke_async(&mut self.conn())
             .await
             .map_err(map_err)?;

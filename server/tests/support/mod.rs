@@ -42,6 +42,8 @@ pub(crate) struct Redis {
     pub(crate) port: u16,
     dir: Scratch,
     child: Option<Child>,
+    /// Arguments beyond the defaults (`--cluster-enabled yes`, ...).
+    extra: Vec<String>,
 }
 
 impl Redis {
@@ -51,17 +53,46 @@ impl Redis {
             port,
             dir: Scratch::new("redis"),
             child: None,
+            extra: Vec::new(),
         };
         assert!(redis.spawn(), "redis-server starts on port {port}");
         redis
     }
 
     pub(crate) fn start() -> Self {
+        Self::start_with(Vec::new())
+    }
+
+    /// A Redis Cluster of this one node, serving every slot: Redis then refuses a script
+    /// that touches keys of more than one slot, as every node of a real cluster does.
+    pub(crate) fn start_cluster_node() -> Self {
+        let redis = Self::start_with(
+            [
+                "--cluster-enabled",
+                "yes",
+                "--cluster-config-file",
+                "nodes.conf",
+            ]
+            .map(str::to_owned)
+            .to_vec(),
+        );
+        let added = redis.query(&["CLUSTER", "ADDSLOTSRANGE", "0", "16383"]);
+        assert!(added.starts_with("+OK"), "CLUSTER ADDSLOTSRANGE: {added}");
+        wait_until(Duration::from_secs(10), "cluster_state:ok", || {
+            redis
+                .query(&["CLUSTER", "INFO"])
+                .contains("cluster_state:ok")
+        });
+        redis
+    }
+
+    fn start_with(extra: Vec<String>) -> Self {
         let dir = Scratch::new("redis");
         let mut redis = Self {
             port: 0,
             dir,
             child: None,
+            extra,
         };
         for _ in 0..5 {
             redis.port = free_port();
@@ -86,6 +117,7 @@ impl Redis {
             ])
             .args(["--loglevel", "warning", "--protected-mode", "no"])
             .args(["--enable-debug-command", "yes"])
+            .args(&self.extra)
             .arg("--dir")
             .arg(self.dir.path())
             .stdout(Stdio::null())

@@ -4,7 +4,7 @@
 -- task for one lease, so that a worker whose reply was lost can hand it back (unclaim.lua).
 local token, lease_ms = ARGV[2], tonumber(ARGV[3])
 for _ = 1, 16 do
-  local popped = redis.call('ZPOPMIN', P .. 'tasks')
+  local popped = redis.call('ZPOPMIN', K.tasks)
   if #popped == 0 then return false end
   local id = popped[1]
   local key = task_key(id)
@@ -13,7 +13,7 @@ for _ = 1, 16 do
     redis.call('HINCRBY', key, 'attempt', 1)
     redis.call('HSET', key, 'state', 'IN_PROGRESS', 'token', token, 'progress', 0,
       'updated_ms', now)
-    redis.call('ZADD', P .. 'leases', now + lease_ms, id)
+    redis.call('ZADD', K.leases, now + lease_ms, id)
     redis.call('SET', P .. 'claim:' .. token, id, 'PX', lease_ms + 60000)
     emit(id, false)
     return redis.call('HGETALL', key)

@@ -1,7 +1,7 @@
 -- Helpers shared by every script. Each script is one atomic step: a task is always in
 -- exactly one of the pending set, the delayed set, the lease set, or a terminal state.
 --
--- Keys are built from the prefix passed as ARGV[1], keeping the original names:
+-- Keys keep the original names under the prefix:
 --   <p>task:<id>         hash: the task
 --   <p>task_status:<id>  string: its status ("QUEUED", "IN_PROGRESS", ...)
 --   <p>tasks             sorted set: runnable tasks; score = priority band + FIFO counter
@@ -17,9 +17,20 @@
 --   <p>alive             string: when (Redis time, ms) a server last reached Redis
 --   <p>resumed           string: when Redis last answered after a silence (a restart, a
 --                        freeze, an outage): leases are not reaped until it has been up a while
--- (Standalone Redis only: keys are derived inside the scripts.)
+--
+-- Every script is called with the queue's own keys declared, in this order (the store's
+-- `QUEUE_KEYS`): KEYS = tasks, leases, delayed, dead, enqueued, events, alive, resumed; and
+-- with the prefix as ARGV[1]. The keys of one task (`task:`, `task_status:`, `task_events:`,
+-- `idem:`, `claim:`) are built from the prefix, because a script such as claim or reap only
+-- learns the ids it works on as it runs. Every key shares the prefix, so on a Redis Cluster
+-- a prefix that ends in a hash tag (`tm:{3}`) puts a queue and all its tasks' keys in one
+-- slot: a script's declared keys route it, and every key it builds is in the same slot.
 
 local P = ARGV[1]
+local K = {
+  tasks = KEYS[1], leases = KEYS[2], delayed = KEYS[3], dead = KEYS[4],
+  enqueued = KEYS[5], events = KEYS[6], alive = KEYS[7], resumed = KEYS[8],
+}
 
 local function now_ms()
   local t = redis.call('TIME')
@@ -34,8 +45,8 @@ local function task_key(id) return P .. 'task:' .. id end
 -- it was taken from, ahead of everything queued after it. `runnable_ms` records when it
 -- became runnable: a claim measures the queue wait from it.
 local function enqueue(id, priority)
-  local score = (2 - tonumber(priority)) * 1099511627776 + redis.call('INCR', P .. 'enqueued')
-  redis.call('ZADD', P .. 'tasks', score, id)
+  local score = (2 - tonumber(priority)) * 1099511627776 + redis.call('INCR', K.enqueued)
+  redis.call('ZADD', K.tasks, score, id)
   redis.call('HSET', task_key(id), 'qscore', score, 'runnable_ms', now_ms())
 end
 
@@ -59,7 +70,7 @@ local function emit(id, runnable, due_in)
   local event = cjson.encode(fields)
   redis.call('SET', P .. 'task_status:' .. id, h[1])
   redis.call('RPUSH', P .. 'task_events:' .. id, event)
-  redis.call('PUBLISH', P .. 'events', event)
+  redis.call('PUBLISH', K.events, event)
   return seq
 end
 
@@ -77,10 +88,10 @@ end
 local function finish(id, state, fields, retention_ms, now)
   local key = task_key(id)
   redis.call('HSET', key, 'state', state, 'token', '', 'updated_ms', now, unpack(fields))
-  redis.call('ZREM', P .. 'leases', id)
-  redis.call('ZREM', P .. 'tasks', id)
-  redis.call('ZREM', P .. 'delayed', id)
-  if state == 'FAILED' then redis.call('ZADD', P .. 'dead', now, id) end
+  redis.call('ZREM', K.leases, id)
+  redis.call('ZREM', K.tasks, id)
+  redis.call('ZREM', K.delayed, id)
+  if state == 'FAILED' then redis.call('ZADD', K.dead, now, id) end
   emit(id, false)
   expire_terminal(id, retention_ms)
 end
@@ -98,10 +109,10 @@ local function hand_back(id, retention_ms)
   redis.call('HINCRBY', key, 'attempt', -1)
   redis.call('HSET', key, 'state', 'QUEUED', 'token', '', 'progress', 0, 'updated_ms', now,
     'runnable_ms', now)
-  redis.call('ZREM', P .. 'leases', id)
+  redis.call('ZREM', K.leases, id)
   -- Without its recorded place (a task queued by an older version), the front of its band.
   local score = tonumber(h[4]) or (2 - tonumber(h[1])) * 1099511627776 + 1
-  redis.call('ZADD', P .. 'tasks', score, id)
+  redis.call('ZADD', K.tasks, score, id)
   emit(id, true)
 end
 
@@ -109,9 +120,9 @@ end
 -- means Redis was stopped, frozen or unreachable for everyone: `resumed` records when it came
 -- back, in Redis's own clock, so that the reaper can give live workers time to renew.
 local function touch(now, gap_ms)
-  local last = tonumber(redis.call('GET', P .. 'alive') or '0')
-  if now - last > gap_ms then redis.call('SET', P .. 'resumed', now) end
-  redis.call('SET', P .. 'alive', now)
+  local last = tonumber(redis.call('GET', K.alive) or '0')
+  if now - last > gap_ms then redis.call('SET', K.resumed, now) end
+  redis.call('SET', K.alive, now)
 end
 
 -- True when `token` still holds the lease of the running task `id`.

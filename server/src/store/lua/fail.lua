@@ -19,9 +19,9 @@ if permanent or tonumber(h[1]) >= tonumber(h[2]) then
 end
 redis.call('HSET', key, 'state', 'QUEUED', 'token', '', 'error', err, 'progress', 0,
   'updated_ms', now)
-redis.call('ZREM', P .. 'leases', id)
+redis.call('ZREM', K.leases, id)
 if delay > 0 then
-  redis.call('ZADD', P .. 'delayed', now + delay, id)
+  redis.call('ZADD', K.delayed, now + delay, id)
 else
   enqueue(id, h[3])
 end

@@ -9,12 +9,12 @@ local limit, retention_ms = tonumber(ARGV[2]), tonumber(ARGV[3])
 local gap_ms, settle_ms = tonumber(ARGV[4]), tonumber(ARGV[5])
 local now = now_ms()
 touch(now, gap_ms)
-if now - tonumber(redis.call('GET', P .. 'resumed') or '0') < settle_ms then return 0 end
-local expired = redis.call('ZRANGEBYSCORE', P .. 'leases', '-inf', now, 'LIMIT', 0, limit)
+if now - tonumber(redis.call('GET', K.resumed) or '0') < settle_ms then return 0 end
+local expired = redis.call('ZRANGEBYSCORE', K.leases, '-inf', now, 'LIMIT', 0, limit)
 for _, id in ipairs(expired) do
   local key = task_key(id)
   local h = redis.call('HMGET', key, 'attempt', 'max_attempts', 'priority', 'cancel', 'error')
-  redis.call('ZREM', P .. 'leases', id)
+  redis.call('ZREM', K.leases, id)
   if not h[1] then
     -- The task is gone; only its lease was left.
   elseif h[4] == '1' then

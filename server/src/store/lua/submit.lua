@@ -11,7 +11,7 @@ if max_queued > 0 then
     local idem = ARGV[j + 7]
     if idem == '' or not redis.call('GET', P .. 'idem:' .. idem) then new = new + 1 end
   end
-  local waiting = redis.call('ZCARD', P .. 'tasks') + redis.call('ZCARD', P .. 'delayed')
+  local waiting = redis.call('ZCARD', K.tasks) + redis.call('ZCARD', K.delayed)
   if new > 0 and waiting + new > max_queued then
     return redis.error_reply('QUEUEFULL ' .. waiting .. ' tasks are waiting to run; the cap ' ..
       'is ' .. max_queued .. ' (server.limits.max_queued_tasks)')
@@ -38,7 +38,7 @@ while i <= #ARGV do
       'cancel', 0, 'trace', trace)
     if idem ~= '' then redis.call('SET', P .. 'idem:' .. idem, id) end
     if delay > 0 then
-      redis.call('ZADD', P .. 'delayed', now + delay, id)
+      redis.call('ZADD', K.delayed, now + delay, id)
     else
       enqueue(id, priority)
     end
