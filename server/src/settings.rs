@@ -115,6 +115,7 @@ impl Settings {
                 max_queued: server.limits.max_queued_tasks.map(|cap| cap.get()),
                 outage_gap: crate::maintenance::HEALTH_EVERY * 2 + redis.command_timeout.get(),
                 reap_settle: server.lease.renew_interval.get() + redis.command_timeout.get(),
+                cluster: None,
             },
             workers: WorkerSettings {
                 concurrency: server.workers.concurrency.get(),

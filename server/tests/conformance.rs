@@ -10,8 +10,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use taskmanager_server::store::{
-    CancelOutcome, Finish, MemoryStore, RedisOptions, RedisStore, Renewal, RetryPlan, Store,
-    StoreError,
+    CancelOutcome, ClusterOptions, Finish, MemoryStore, RedisOptions, RedisStore, Renewal,
+    RetryPlan, Store, StoreError,
 };
 use taskmanager_server::task::{NewTask, Notice, TaskState};
 
@@ -20,7 +20,8 @@ struct Subject {
     store: Arc<dyn Store>,
     /// A store over the same data refusing submissions beyond three waiting tasks.
     capped: Option<Arc<dyn Store>>,
-    _redis: Option<support::Redis>,
+    /// What must live as long as the store: the Redis (or cluster) it runs on.
+    _redis: Option<Box<dyn std::any::Any + Send + Sync>>,
 }
 
 /// The cap of `Subject::capped`.
@@ -48,6 +49,42 @@ async fn redis_cluster_slot(retention: Duration) -> Subject {
     redis_with(redis, "test:{q}", "capped:{c}", retention)
 }
 
+/// A store on a Redis Cluster of three masters, its queue in `shards` shards under
+/// `prefix` (each test its own), and a capped one beside it.
+fn redis_cluster(
+    cluster: &Arc<support::RedisCluster>,
+    prefix: &str,
+    shards: usize,
+    retention: Duration,
+) -> Subject {
+    let options = RedisOptions {
+        url: String::new(),
+        prefix: format!("{prefix}:"),
+        retention,
+        connect_timeout: Duration::from_secs(2),
+        command_timeout: Duration::from_secs(2),
+        max_queued: None,
+        outage_gap: Duration::from_secs(3600),
+        reap_settle: Duration::ZERO,
+        cluster: Some(ClusterOptions {
+            nodes: cluster.urls(),
+            shards,
+        }),
+    };
+    let capped = RedisOptions {
+        prefix: format!("{prefix}-capped:"),
+        max_queued: Some(CAP),
+        ..options.clone()
+    };
+    Subject {
+        store: Arc::new(RedisStore::connect(options).expect("connect to the cluster")),
+        capped: Some(Arc::new(
+            RedisStore::connect(capped).expect("connect to the cluster"),
+        )),
+        _redis: Some(Box::new(Arc::clone(cluster))),
+    }
+}
+
 fn redis_with(
     redis: support::Redis,
     prefix: &str,
@@ -63,6 +100,7 @@ fn redis_with(
         max_queued: None,
         outage_gap: Duration::from_secs(3600),
         reap_settle: Duration::ZERO,
+        cluster: None,
     };
     let capped = RedisOptions {
         prefix: capped_prefix.into(),
@@ -74,7 +112,7 @@ fn redis_with(
     Subject {
         store: Arc::new(store),
         capped: Some(Arc::new(capped)),
-        _redis: Some(redis),
+        _redis: Some(Box::new(redis)),
     }
 }
 
@@ -824,6 +862,22 @@ macro_rules! conformance {
                 }
             )*
         }
+        /// The whole suite on one Redis Cluster of three masters, the queue in one shard
+        /// (ordering across shards is the subject of its own tests), each test under its
+        /// own prefix: the cluster client, sharded pub/sub and the slot discipline.
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn on_a_redis_cluster() {
+            let cluster = Arc::new(support::RedisCluster::start(3, 0));
+            $(
+                $test(redis_cluster(
+                    &cluster,
+                    stringify!($test),
+                    1,
+                    Duration::from_millis(500),
+                ))
+                .await;
+            )*
+        }
         mod redis_cluster_slot {
             use super::*;
             $(
@@ -880,4 +934,82 @@ async fn a_cluster_node_refuses_keys_of_another_slot() {
         message.contains("hash to the same slot"),
         "declared keys in several slots: {message}"
     );
+}
+
+/// The queue in six shards on three masters: the tasks spread over every master, each is
+/// found by its id, an idempotency key finds its task whichever call and position submitted
+/// it, a claim whose answer was lost is handed back whichever shard it was on, and every
+/// task is claimed exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shards_spread_over_a_cluster() {
+    let cluster = Arc::new(support::RedisCluster::start(3, 0));
+    let subject = redis_cluster(&cluster, "spread", 6, Duration::from_secs(60));
+    let store = subject.store.as_ref();
+    let mut ids = Vec::new();
+    for batch in 0..12 {
+        let tasks = (0..5)
+            .map(|i| task(&format!("t{batch}-{i}"), i % 3))
+            .collect();
+        let submitted = store.submit(tasks).await.expect("submit");
+        assert!(submitted.iter().all(|s| !s.deduplicated));
+        ids.extend(submitted.into_iter().map(|s| s.id));
+    }
+    for node in &cluster.nodes {
+        let keys: u64 = node
+            .query(&["DBSIZE"])
+            .trim_start_matches(':')
+            .trim()
+            .parse()
+            .expect("DBSIZE");
+        assert!(keys > 0, "every master holds some of the queue");
+    }
+    let depths = store.depths().await.expect("depths");
+    assert_eq!(depths.pending.iter().sum::<u64>(), 60);
+    for id in &ids {
+        assert!(store.get(id).await.expect("get").is_some(), "{id} is found");
+    }
+
+    let keyed = |name: &str, key: &str| NewTask {
+        idempotency_key: Some(key.to_owned()),
+        ..task(name, 1)
+    };
+    let first = store
+        .submit(vec![keyed("a", "key-1")])
+        .await
+        .expect("submit");
+    let again = store
+        .submit(vec![task("b", 1), keyed("c", "key-2"), keyed("d", "key-1")])
+        .await
+        .expect("submit");
+    assert_eq!(
+        (again[2].id.as_str(), again[2].deduplicated),
+        (first[0].id.as_str(), true)
+    );
+    assert!(!again[0].deduplicated && !again[1].deduplicated);
+
+    let lost = token();
+    let claimed = store
+        .claim(&lost, LEASE)
+        .await
+        .expect("claim")
+        .expect("a task");
+    assert!(store.unclaim(&lost).await.expect("unclaim"), "handed back");
+    let back = store
+        .get(&claimed.task.id)
+        .await
+        .expect("get")
+        .expect("task");
+    assert_eq!((back.state, back.attempt), (TaskState::Queued, 0));
+
+    let mut seen = std::collections::BTreeSet::new();
+    while let Some(claim) = store.claim(&token(), LEASE).await.expect("claim") {
+        assert!(
+            seen.insert(claim.task.id.clone()),
+            "claimed once: {}",
+            claim.task.id
+        );
+    }
+    assert_eq!(seen.len(), 63, "every task is claimed");
+    let depths = store.depths().await.expect("depths");
+    assert_eq!((depths.pending.iter().sum::<u64>(), depths.leased), (0, 63));
 }

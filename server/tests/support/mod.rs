@@ -37,6 +37,72 @@ pub(crate) fn wait_until(timeout: Duration, what: &str, mut check: impl FnMut() 
     }
 }
 
+/// A real Redis Cluster on loopback: `masters` masters with `replicas` replicas each, every
+/// node a [`Redis`] of its own (append-only, on a free port), joined with
+/// `redis-cli --cluster create` and ready once every node says `cluster_state:ok`. A node
+/// that stops answering for a second is failed over. Every node is stopped on drop.
+pub(crate) struct RedisCluster {
+    pub(crate) nodes: Vec<Redis>,
+}
+
+impl RedisCluster {
+    pub(crate) fn start(masters: usize, replicas: usize) -> Self {
+        let count = masters * (1 + replicas);
+        let nodes: Vec<Redis> = (0..count)
+            .map(|_| {
+                Redis::start_with(
+                    [
+                        "--cluster-enabled",
+                        "yes",
+                        "--cluster-config-file",
+                        "nodes.conf",
+                        "--cluster-node-timeout",
+                        "1000",
+                    ]
+                    .map(str::to_owned)
+                    .to_vec(),
+                )
+            })
+            .collect();
+        let addresses: Vec<String> = nodes
+            .iter()
+            .map(|node| format!("127.0.0.1:{}", node.port))
+            .collect();
+        let output = Command::new("redis-cli")
+            .args(["--cluster", "create"])
+            .args(&addresses)
+            .args(["--cluster-replicas", &replicas.to_string(), "--cluster-yes"])
+            .output()
+            .expect("run redis-cli --cluster create");
+        assert!(
+            output.status.success(),
+            "redis-cli --cluster create: {}",
+            String::from_utf8_lossy(&output.stdout)
+        );
+        let cluster = Self { nodes };
+        wait_until(
+            Duration::from_secs(30),
+            "every node sees the cluster ok",
+            || {
+                cluster.nodes.iter().all(|node| {
+                    let info = node.query(&["CLUSTER", "INFO"]);
+                    info.contains("cluster_state:ok")
+                        && info.contains(&format!("cluster_known_nodes:{count}"))
+                })
+            },
+        );
+        cluster
+    }
+
+    /// The seed addresses a client is given: every node.
+    pub(crate) fn urls(&self) -> Vec<String> {
+        self.nodes
+            .iter()
+            .map(|node| format!("redis://127.0.0.1:{}", node.port))
+            .collect()
+    }
+}
+
 /// A real `redis-server`, with append-only persistence, on a free port.
 pub(crate) struct Redis {
     pub(crate) port: u16,
@@ -86,7 +152,7 @@ impl Redis {
         redis
     }
 
-    fn start_with(extra: Vec<String>) -> Self {
+    pub(crate) fn start_with(extra: Vec<String>) -> Self {
         let dir = Scratch::new("redis");
         let mut redis = Self {
             port: 0,

@@ -8,7 +8,7 @@ for _, id in ipairs(due) do
   local priority = redis.call('HGET', task_key(id), 'priority')
   if priority then enqueue(id, priority) end
 end
-if #due > 0 then redis.call('PUBLISH', K.events, cjson.encode({ wake = #due })) end
+if #due > 0 then redis.call(PUBLISH, K.events, cjson.encode({ wake = #due })) end
 local next = redis.call('ZRANGE', K.delayed, 0, 0, 'WITHSCORES')
 local wait = -1
 if #next > 0 then wait = math.max(0, tonumber(next[2]) - now) end

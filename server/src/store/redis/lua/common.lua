@@ -13,7 +13,7 @@
 --   <p>claim:<token>     string: the task claimed under a lease token, for one lease: lets a
 --                        worker whose claim reply was lost hand the task back
 --   <p>enqueued          counter for FIFO order
---   <p>events            pub/sub channel: status events and control notices
+--   <p>events            pub/sub channel (sharded on a cluster): status events and notices
 --   <p>alive             string: when (Redis time, ms) a server last reached Redis
 --   <p>resumed           string: when Redis last answered after a silence (a restart, a
 --                        freeze, an outage): leases are not reaped until it has been up a while
@@ -25,6 +25,9 @@
 -- learns the ids it works on as it runs. Every key shares the prefix, so on a Redis Cluster
 -- a prefix that ends in a hash tag (`tm:{3}`) puts a queue and all its tasks' keys in one
 -- slot: a script's declared keys route it, and every key it builds is in the same slot.
+
+-- `PUBLISH` is set before this file: 'PUBLISH' on a standalone Redis, 'SPUBLISH' on a
+-- cluster, where a shard's events stay on the node that holds its slot.
 
 local P = ARGV[1]
 local K = {
@@ -70,7 +73,7 @@ local function emit(id, runnable, due_in)
   local event = cjson.encode(fields)
   redis.call('SET', P .. 'task_status:' .. id, h[1])
   redis.call('RPUSH', P .. 'task_events:' .. id, event)
-  redis.call('PUBLISH', K.events, event)
+  redis.call(PUBLISH, K.events, event)
   return seq
 end
 

@@ -12,7 +12,7 @@ end
 if state == 'IN_PROGRESS' then
   redis.call('HSET', key, 'cancel', 1, 'error', reason)
   local token = redis.call('HGET', key, 'token')
-  redis.call('PUBLISH', K.events, cjson.encode({ cancel = id, token = token }))
+  redis.call(PUBLISH, K.events, cjson.encode({ cancel = id, token = token }))
   return { 'requested', state }
 end
 return { 'finished', state }

@@ -1,0 +1,768 @@
+//! The Redis store: every transition is one Lua script (see `lua/common.lua` for the keys).
+//! Every script declares the queue's keys ([`QUEUE_KEYS`]) and builds the keys of the tasks
+//! it works on from the same prefix, so that on a Redis Cluster a prefix ending in a hash
+//! tag keeps every key a script touches in one slot.
+//!
+//! Connections are made lazily and remade when they stop answering: the store can be created
+//! while Redis is unreachable, and a half-open connection (a peer that vanished without a
+//! reset) is replaced once a PING through it times out. The event subscription is checked
+//! the same way, and every (re)subscription announces `Resync` so that streams and workers
+//! re-read what they may have missed.
+//!
+//! The Redis store, whole: connections, the scripts' calls and the decoding of their
+//! replies, kept together because each transition's call and reply are read side by side.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use redis::{Client, RedisError, Script, ScriptInvocation};
+use tokio::sync::broadcast;
+use tracing::warn;
+
+use super::{
+    CancelOutcome, Claim, Depths, Finish, Promotion, Renewal, Result, RetryPlan, Store, StoreError,
+};
+use crate::task::{NewTask, Notice, Submitted, TaskEvent, TaskRecord, TaskState};
+
+mod conn;
+mod shards;
+mod subscribe;
+
+use self::conn::{Conn, Link};
+use self::shards::{Shard, Shards};
+
+/// A script that creates work: refused at its start when Redis is out of memory, so that a
+/// full Redis answers submissions with an error and never half-runs a script.
+const DENY_OOM: &str = "#!lua\n";
+/// A script that finishes, moves or drains work: allowed when Redis is out of memory, so that
+/// a full Redis still lets running tasks finish and frees memory as they expire.
+const ALLOW_OOM: &str = "#!lua flags=allow-oom\n";
+/// A script that only reads: runs whatever the memory, and on a replica.
+const READ_ONLY: &str = "#!lua flags=no-writes,allow-oom\n";
+
+/// A script: its flags, the command that publishes events, the shared helpers, its body.
+macro_rules! script {
+    ($publish:expr, $flags:expr, $file:literal) => {
+        Script::new(&format!(
+            "{}local PUBLISH = '{}'\n{}{}",
+            $flags,
+            $publish,
+            include_str!("lua/common.lua"),
+            include_str!($file)
+        ))
+    };
+}
+
+/// The Lua scripts, loaded once.
+struct Scripts {
+    submit: Script,
+    claim: Script,
+    renew: Script,
+    progress: Script,
+    complete: Script,
+    fail: Script,
+    cancelled: Script,
+    release: Script,
+    unclaim: Script,
+    cancel: Script,
+    reap: Script,
+    promote: Script,
+    trim: Script,
+    heartbeat: Script,
+    depths: Script,
+}
+
+impl Scripts {
+    /// The scripts, publishing events with `publish` (`PUBLISH` or `SPUBLISH`).
+    fn new(publish: &str) -> Self {
+        Self {
+            submit: script!(publish, DENY_OOM, "lua/submit.lua"),
+            claim: script!(publish, ALLOW_OOM, "lua/claim.lua"),
+            renew: script!(publish, ALLOW_OOM, "lua/renew.lua"),
+            progress: script!(publish, ALLOW_OOM, "lua/progress.lua"),
+            complete: script!(publish, ALLOW_OOM, "lua/complete.lua"),
+            fail: script!(publish, ALLOW_OOM, "lua/fail.lua"),
+            cancelled: script!(publish, ALLOW_OOM, "lua/cancelled.lua"),
+            release: script!(publish, ALLOW_OOM, "lua/release.lua"),
+            unclaim: script!(publish, ALLOW_OOM, "lua/unclaim.lua"),
+            cancel: script!(publish, ALLOW_OOM, "lua/cancel.lua"),
+            reap: script!(publish, ALLOW_OOM, "lua/reap.lua"),
+            promote: script!(publish, ALLOW_OOM, "lua/promote.lua"),
+            trim: script!(publish, ALLOW_OOM, "lua/trim.lua"),
+            heartbeat: script!(publish, ALLOW_OOM, "lua/heartbeat.lua"),
+            depths: script!(publish, READ_ONLY, "lua/depths.lua"),
+        }
+    }
+}
+
+/// How to reach Redis and lay out the keys.
+#[derive(Clone)]
+pub struct RedisOptions {
+    /// `redis://[:password@]host:port/db`. Holds the password: never log it.
+    pub url: String,
+    /// Prefix of every key.
+    pub prefix: String,
+    /// How long terminal tasks are kept.
+    pub retention: Duration,
+    /// Connection timeout.
+    pub connect_timeout: Duration,
+    /// Timeout of one command.
+    pub command_timeout: Duration,
+    /// Most tasks waiting to run (pending and delayed) before submissions are refused.
+    pub max_queued: Option<u64>,
+    /// A silence of Redis longer than this (no server reached it) counts as an outage.
+    pub outage_gap: Duration,
+    /// After an outage, how long Redis must answer before expired leases are reaped.
+    pub reap_settle: Duration,
+    /// Run on a Redis Cluster instead of the Redis at `url`.
+    pub cluster: Option<ClusterOptions>,
+}
+
+/// A Redis Cluster and how the queue is laid out on it.
+#[derive(Clone)]
+pub struct ClusterOptions {
+    /// Seed nodes, `redis://[:password@]host:port` each: any reachable one finds the rest.
+    /// Holds the password: never log it.
+    pub nodes: Vec<String>,
+    /// How many shards the queue is split into (see `shards`).
+    pub shards: usize,
+}
+
+impl std::fmt::Debug for RedisOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisOptions")
+            .field("prefix", &self.prefix)
+            .field("retention", &self.retention)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The Redis store. Cheap to clone; clones share the connection and the subscription.
+#[derive(Clone)]
+pub struct RedisStore {
+    link: Arc<Link>,
+    shards: Arc<Shards>,
+    retention_ms: u64,
+    max_queued: u64,
+    outage_gap_ms: u64,
+    reap_settle_ms: u64,
+    scripts: Arc<Scripts>,
+    notices: broadcast::Sender<Notice>,
+    subscribed: Arc<AtomicBool>,
+    _subscriber: Arc<AbortOnDrop>,
+}
+
+/// Stops the subscription task when the last store clone is dropped.
+struct AbortOnDrop(tokio::task::AbortHandle);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+fn map_err(error: RedisError) -> StoreError {
+    match error.code() {
+        Some("OOM") => return StoreError::Full(format!("Redis is out of memory: {error}")),
+        Some("QUEUEFULL") => {
+            return StoreError::Full(error.detail().unwrap_or("the queue is full").to_owned());
+        }
+        Some("LOADING" | "TRYAGAIN" | "MASTERDOWN" | "READONLY" | "BUSY" | "CLUSTERDOWN") => {
+            return StoreError::Unavailable(error.to_string());
+        }
+        _ => {}
+    }
+    let unavailable = error.is_io_error()
+        || error.is_timeout()
+        || error.is_connection_dropped()
+        || error.is_connection_refusal()
+        || matches!(error.kind(), redis::ErrorKind::AuthenticationFailed);
+    if unavailable {
+        StoreError::Unavailable(error.to_string())
+    } else {
+        StoreError::Corrupt(error.to_string())
+    }
+}
+
+fn ms(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
+
+impl RedisStore {
+    /// The store over the Redis at `options.url`, or the Redis Cluster of
+    /// `options.cluster`. Nothing is dialled yet: commands connect on first use (and fail
+    /// `Unavailable` while Redis cannot be reached), and the event subscriptions are kept in
+    /// the background. Fails only on an invalid address.
+    pub fn connect(options: RedisOptions) -> Result<Self> {
+        let (notices, _) = broadcast::channel(4096);
+        let subscribed = Arc::new(AtomicBool::new(false));
+        let timeouts = (options.connect_timeout, options.command_timeout);
+        let (link, shards, subscriber, publish) = match &options.cluster {
+            None => {
+                let link = Link::standalone(&options.url, timeouts.0, timeouts.1)?;
+                let shards = Shards::standalone(&options.prefix);
+                let client = Client::open(options.url.as_str()).map_err(map_err)?;
+                let subscriber = tokio::spawn(subscribe::standalone(
+                    client,
+                    shards.all()[0].channel().to_owned(),
+                    notices.clone(),
+                    subscribed.clone(),
+                    timeouts,
+                ));
+                (link, shards, subscriber, "PUBLISH")
+            }
+            Some(cluster) => {
+                let link = Link::cluster(&cluster.nodes, timeouts.0, timeouts.1)?;
+                let shards = Shards::cluster(&options.prefix, cluster.shards);
+                let channels = shards
+                    .all()
+                    .iter()
+                    .map(|s| s.channel().to_owned())
+                    .collect();
+                let subscriber = tokio::spawn(subscribe::cluster(
+                    cluster.nodes.clone(),
+                    channels,
+                    notices.clone(),
+                    subscribed.clone(),
+                    timeouts,
+                ));
+                (link, shards, subscriber, "SPUBLISH")
+            }
+        };
+        // The cap on waiting tasks is shared out between the shards.
+        let per_shard = options
+            .max_queued
+            .map_or(0, |cap| cap.div_ceil(shards.len() as u64).max(1));
+        Ok(Self {
+            link: Arc::new(link),
+            shards: Arc::new(shards),
+            retention_ms: ms(options.retention).max(1),
+            max_queued: per_shard,
+            outage_gap_ms: ms(options.outage_gap),
+            reap_settle_ms: ms(options.reap_settle),
+            scripts: Arc::new(Scripts::new(publish)),
+            notices,
+            subscribed,
+            _subscriber: Arc::new(AbortOnDrop(subscriber.abort_handle())),
+        })
+    }
+
+    /// The command connection.
+    async fn conn(&self) -> Result<Conn> {
+        self.link.conn().await
+    }
+
+    /// A call of `script` on `shard`, with the shard's queue keys declared and its prefix as
+    /// the first argument, as every script takes them (see `lua/common.lua`).
+    fn invocation<'a>(shard: &Shard, script: &'a Script) -> ScriptInvocation<'a> {
+        let mut invocation = script.prepare_invoke();
+        for key in &shard.queue_keys {
+            invocation.key(key);
+        }
+        invocation.arg(&shard.prefix);
+        invocation
+    }
+
+    /// Runs `call` on every shard (by index); the results in shard order, or the first
+    /// error (after every shard was tried).
+    async fn on_every_shard<T, F, Fut>(&self, call: F) -> Result<Vec<T>>
+    where
+        F: Fn(usize) -> Fut,
+        Fut: std::future::Future<Output = Result<T>>,
+    {
+        let mut out = Vec::with_capacity(self.shards.len());
+        let mut failed = None;
+        for index in 0..self.shards.len() {
+            match call(index).await {
+                Ok(value) => out.push(value),
+                Err(error) => {
+                    failed.get_or_insert(error);
+                }
+            }
+        }
+        match failed {
+            Some(error) => Err(error),
+            None => Ok(out),
+        }
+    }
+
+    /// The tasks of one submission by shard, each with an id that names its shard: a task
+    /// with an idempotency key goes to the shard of its key, the others to the next shard
+    /// in turn. On one Redis the ids stay as they are.
+    fn place(&self, tasks: Vec<NewTask>) -> Vec<(usize, Vec<(usize, NewTask)>)> {
+        let shards = &self.shards;
+        if shards.len() == 1 {
+            return vec![(0, tasks.into_iter().enumerate().collect())];
+        }
+        let others = shards.next_index();
+        let mut groups: std::collections::BTreeMap<usize, Vec<(usize, NewTask)>> =
+            std::collections::BTreeMap::new();
+        for (index, mut task) in tasks.into_iter().enumerate() {
+            let target = task
+                .idempotency_key
+                .as_deref()
+                .map_or(others, |key| shards.index_of(key));
+            while shards.index_of(&task.id) != target {
+                task.id = uuid::Uuid::new_v4().to_string();
+            }
+            groups.entry(target).or_default().push((index, task));
+        }
+        groups.into_iter().collect()
+    }
+
+    async fn submit_on(&self, shard: &Shard, tasks: &[(usize, NewTask)]) -> Result<Vec<Submitted>> {
+        let mut invocation = Self::invocation(shard, &self.scripts.submit);
+        invocation.arg(self.max_queued);
+        for (_, task) in tasks {
+            invocation
+                .arg(&task.id)
+                .arg(&task.description)
+                .arg(task.priority)
+                .arg(task.number1)
+                .arg(task.number2)
+                .arg(&task.kind)
+                .arg(&task.payload[..])
+                .arg(task.idempotency_key.as_deref().unwrap_or(""))
+                .arg(task.max_attempts)
+                .arg(ms(task.delay))
+                .arg(task.trace_parent.as_deref().unwrap_or(""));
+        }
+        let flat: Vec<(String, i64)> = invocation
+            .invoke_async(&mut self.conn().await?)
+            .await
+            .map_err(map_err)?;
+        Ok(flat
+            .into_iter()
+            .map(|(id, deduplicated)| Submitted {
+                id,
+                deduplicated: deduplicated == 1,
+            })
+            .collect())
+    }
+
+    async fn claim_on(&self, shard: &Shard, token: &str, lease: Duration) -> Result<Option<Claim>> {
+        let flat: Option<Vec<Vec<u8>>> = Self::invocation(shard, &self.scripts.claim)
+            .arg(token)
+            .arg(ms(lease))
+            .invoke_async(&mut self.conn().await?)
+            .await
+            .map_err(map_err)?;
+        let Some(flat) = flat else {
+            return Ok(None);
+        };
+        let fields = pairs(flat);
+        let runnable_ms = fields
+            .iter()
+            .find(|(name, _)| name == "runnable_ms")
+            .and_then(|(_, value)| std::str::from_utf8(value).ok()?.parse::<i64>().ok());
+        let task = parse_task(fields)?;
+        let waited = runnable_ms.map(|at| {
+            let ms = task.updated_ms.saturating_sub(at);
+            Duration::from_millis(u64::try_from(ms).unwrap_or(0))
+        });
+        Ok(Some(Claim {
+            task,
+            token: token.to_owned(),
+            waited,
+        }))
+    }
+}
+
+/// A message of the events channel: a status event, or a control notice.
+pub(super) fn parse_notice(payload: &[u8]) -> Option<Notice> {
+    let value: serde_json::Value = serde_json::from_slice(payload).ok()?;
+    if let Some(id) = value.get("cancel").and_then(|id| id.as_str()) {
+        let token = value.get("token").and_then(|t| t.as_str()).unwrap_or("");
+        return Some(Notice::Cancel {
+            task_id: id.to_owned(),
+            token: token.to_owned(),
+        });
+    }
+    if let Some(count) = value.get("wake") {
+        let count = count
+            .as_u64()
+            .map_or(1, |n| usize::try_from(n).unwrap_or(usize::MAX));
+        return Some(Notice::Wake(count));
+    }
+    serde_json::from_value(value).ok().map(Notice::Event)
+}
+
+/// Builds a task from its hash (a field/value list).
+fn parse_task(fields: Vec<(String, Vec<u8>)>) -> Result<TaskRecord> {
+    let map: HashMap<String, Vec<u8>> = fields.into_iter().collect();
+    let text =
+        |name: &str| String::from_utf8_lossy(map.get(name).map_or(&[][..], |v| v)).into_owned();
+    let number = |name: &str| -> Result<i64> {
+        text(name)
+            .parse::<i64>()
+            .map_err(|_| StoreError::Corrupt(format!("task field {name} is not a number")))
+    };
+    let state = TaskState::parse(&text("state"))
+        .ok_or_else(|| StoreError::Corrupt(format!("unknown task state {:?}", text("state"))))?;
+    let idem = text("idem");
+    let narrow = |value: i64, name: &str| -> Result<u32> {
+        u32::try_from(value)
+            .map_err(|_| StoreError::Corrupt(format!("task field {name} is out of range")))
+    };
+    Ok(TaskRecord {
+        id: text("id"),
+        description: text("description"),
+        priority: u8::try_from(number("priority")?.clamp(0, 2)).unwrap_or(0),
+        number1: i32::try_from(number("number1")?).unwrap_or_default(),
+        number2: i32::try_from(number("number2")?).unwrap_or_default(),
+        kind: text("kind"),
+        payload: map.get("payload").cloned().unwrap_or_default(),
+        idempotency_key: (!idem.is_empty()).then_some(idem),
+        state,
+        attempt: narrow(number("attempt")?, "attempt")?,
+        max_attempts: narrow(number("max_attempts")?, "max_attempts")?,
+        progress: narrow(number("progress")?, "progress")?,
+        result: text("result"),
+        error: text("error"),
+        created_ms: number("created_ms")?,
+        updated_ms: number("updated_ms")?,
+        seq: u64::try_from(number("seq")?).unwrap_or_default(),
+        cancel_requested: text("cancel") == "1",
+        trace_parent: Some(text("trace")).filter(|t| !t.is_empty()),
+    })
+}
+
+fn pairs(flat: Vec<Vec<u8>>) -> Vec<(String, Vec<u8>)> {
+    let mut out = Vec::with_capacity(flat.len() / 2);
+    let mut items = flat.into_iter();
+    while let (Some(key), Some(value)) = (items.next(), items.next()) {
+        out.push((String::from_utf8_lossy(&key).into_owned(), value));
+    }
+    out
+}
+
+fn finish(code: i64, retry: bool) -> Finish {
+    match (code, retry) {
+        (0, _) => Finish::Stale,
+        (1, true) => Finish::Retrying,
+        (3, true) => Finish::Cancelled,
+        _ => Finish::Done,
+    }
+}
+
+#[async_trait]
+impl Store for RedisStore {
+    async fn submit(&self, tasks: Vec<NewTask>) -> Result<Vec<Submitted>> {
+        let count = tasks.len();
+        let mut out: Vec<Option<Submitted>> = (0..count).map(|_| None).collect();
+        // One script per shard: all of a shard's tasks are accepted together or not at all.
+        for (shard, group) in self.place(tasks) {
+            let submitted = self.submit_on(&self.shards.all()[shard], &group).await?;
+            for ((index, _), submitted) in group.iter().zip(submitted) {
+                out[*index] = Some(submitted);
+            }
+        }
+        out.into_iter()
+            .map(|submitted| {
+                submitted.ok_or_else(|| {
+                    StoreError::Corrupt("submit.lua answered fewer tasks than it got".into())
+                })
+            })
+            .collect()
+    }
+
+    async fn get(&self, id: &str) -> Result<Option<TaskRecord>> {
+        let fields: Vec<(String, Vec<u8>)> = redis::cmd("HGETALL")
+            .arg(self.shards.of_id(id).key(&format!("task:{id}")))
+            .query_async(&mut self.conn().await?)
+            .await
+            .map_err(map_err)?;
+        if fields.is_empty() {
+            return Ok(None);
+        }
+        parse_task(fields).map(Some)
+    }
+
+    async fn events_after(&self, id: &str, after: u64) -> Result<Vec<TaskEvent>> {
+        // Event n is at index n - 1.
+        let raw: Vec<Vec<u8>> = redis::cmd("LRANGE")
+            .arg(self.shards.of_id(id).key(&format!("task_events:{id}")))
+            .arg(after)
+            .arg(-1)
+            .query_async(&mut self.conn().await?)
+            .await
+            .map_err(map_err)?;
+        raw.iter()
+            .map(|bytes| {
+                serde_json::from_slice::<TaskEvent>(bytes)
+                    .map_err(|error| StoreError::Corrupt(format!("bad task event: {error}")))
+            })
+            .collect()
+    }
+
+    async fn claim(&self, token: &str, lease: Duration) -> Result<Option<Claim>> {
+        // Each claim starts at another shard, so that workers drain all of them; a shard
+        // that cannot be reached does not keep the others' tasks from running.
+        let mut failed = None;
+        for shard in self.shards.round() {
+            match self.claim_on(shard, token, lease).await {
+                Ok(Some(claim)) => return Ok(Some(claim)),
+                Ok(None) => {}
+                Err(error) => {
+                    failed.get_or_insert(error);
+                }
+            }
+        }
+        match failed {
+            Some(error) => Err(error),
+            None => Ok(None),
+        }
+    }
+
+    async fn renew(&self, id: &str, token: &str, lease: Duration) -> Result<Renewal> {
+        let code: i64 = Self::invocation(self.shards.of_id(id), &self.scripts.renew)
+            .arg(id)
+            .arg(token)
+            .arg(ms(lease))
+            .invoke_async(&mut self.conn().await?)
+            .await
+            .map_err(map_err)?;
+        Ok(match code {
+            1 => Renewal::Renewed,
+            2 => Renewal::CancelRequested,
+            _ => Renewal::Lost,
+        })
+    }
+
+    async fn progress(&self, id: &str, token: &str, percent: u32) -> Result<bool> {
+        let code: i64 = Self::invocation(self.shards.of_id(id), &self.scripts.progress)
+            .arg(id)
+            .arg(token)
+            .arg(percent.min(100))
+            .invoke_async(&mut self.conn().await?)
+            .await
+            .map_err(map_err)?;
+        Ok(code == 1)
+    }
+
+    async fn complete(&self, id: &str, token: &str, result: &str) -> Result<Finish> {
+        let code: i64 = Self::invocation(self.shards.of_id(id), &self.scripts.complete)
+            .arg(id)
+            .arg(token)
+            .arg(result)
+            .arg(self.retention_ms)
+            .invoke_async(&mut self.conn().await?)
+            .await
+            .map_err(map_err)?;
+        Ok(finish(code, false))
+    }
+
+    async fn fail(&self, id: &str, token: &str, error: &str, plan: RetryPlan) -> Result<Finish> {
+        let code: i64 = Self::invocation(self.shards.of_id(id), &self.scripts.fail)
+            .arg(id)
+            .arg(token)
+            .arg(error)
+            .arg(ms(plan.delay))
+            .arg(self.retention_ms)
+            .arg(u8::from(plan.permanent))
+            .invoke_async(&mut self.conn().await?)
+            .await
+            .map_err(map_err)?;
+        Ok(finish(code, true))
+    }
+
+    async fn finish_cancelled(&self, id: &str, token: &str, reason: &str) -> Result<Finish> {
+        let code: i64 = Self::invocation(self.shards.of_id(id), &self.scripts.cancelled)
+            .arg(id)
+            .arg(token)
+            .arg(reason)
+            .arg(self.retention_ms)
+            .invoke_async(&mut self.conn().await?)
+            .await
+            .map_err(map_err)?;
+        Ok(finish(code, false))
+    }
+
+    async fn release(&self, id: &str, token: &str) -> Result<Finish> {
+        let code: i64 = Self::invocation(self.shards.of_id(id), &self.scripts.release)
+            .arg(id)
+            .arg(token)
+            .arg(self.retention_ms)
+            .invoke_async(&mut self.conn().await?)
+            .await
+            .map_err(map_err)?;
+        Ok(finish(code, false))
+    }
+
+    async fn unclaim(&self, token: &str) -> Result<bool> {
+        // The claim whose answer was lost may have happened on any shard.
+        let handed_back = self
+            .on_every_shard(|index| async move {
+                let shard = &self.shards.all()[index];
+                let code: i64 = Self::invocation(shard, &self.scripts.unclaim)
+                    .arg(token)
+                    .arg(self.retention_ms)
+                    .invoke_async(&mut self.conn().await?)
+                    .await
+                    .map_err(map_err)?;
+                Ok(code == 1)
+            })
+            .await?;
+        Ok(handed_back.contains(&true))
+    }
+
+    async fn cancel(&self, id: &str, reason: &str) -> Result<CancelOutcome> {
+        let (outcome, state): (String, String) =
+            Self::invocation(self.shards.of_id(id), &self.scripts.cancel)
+                .arg(id)
+                .arg(reason)
+                .arg(self.retention_ms)
+                .invoke_async(&mut self.conn().await?)
+                .await
+                .map_err(map_err)?;
+        Ok(match outcome.as_str() {
+            "cancelled" => CancelOutcome::Cancelled,
+            "requested" => CancelOutcome::Requested,
+            "finished" => CancelOutcome::AlreadyFinished(
+                TaskState::parse(&state)
+                    .ok_or_else(|| StoreError::Corrupt(format!("unknown task state {state:?}")))?,
+            ),
+            _ => CancelOutcome::NotFound,
+        })
+    }
+
+    async fn reap_expired(&self, limit: usize) -> Result<usize> {
+        let counts = self
+            .on_every_shard(|index| async move {
+                let shard = &self.shards.all()[index];
+                Self::invocation(shard, &self.scripts.reap)
+                    .arg(limit)
+                    .arg(self.retention_ms)
+                    .arg(self.outage_gap_ms)
+                    .arg(self.reap_settle_ms)
+                    .invoke_async::<usize>(&mut self.conn().await?)
+                    .await
+                    .map_err(map_err)
+            })
+            .await?;
+        Ok(counts.iter().sum())
+    }
+
+    async fn promote_due(&self, limit: usize) -> Result<Promotion> {
+        let promotions = self
+            .on_every_shard(|index| async move {
+                let shard = &self.shards.all()[index];
+                Self::invocation(shard, &self.scripts.promote)
+                    .arg(limit)
+                    .invoke_async::<(usize, i64)>(&mut self.conn().await?)
+                    .await
+                    .map_err(map_err)
+            })
+            .await?;
+        Ok(Promotion {
+            moved: promotions.iter().map(|(moved, _)| moved).sum(),
+            next_due: promotions
+                .iter()
+                .filter_map(|(_, wait)| u64::try_from(*wait).ok())
+                .min()
+                .map(Duration::from_millis),
+        })
+    }
+
+    async fn trim_dead(&self) -> Result<usize> {
+        let counts = self
+            .on_every_shard(|index| async move {
+                let shard = &self.shards.all()[index];
+                Self::invocation(shard, &self.scripts.trim)
+                    .arg(self.retention_ms)
+                    .invoke_async::<usize>(&mut self.conn().await?)
+                    .await
+                    .map_err(map_err)
+            })
+            .await?;
+        Ok(counts.iter().sum())
+    }
+
+    async fn ping(&self) -> Result<()> {
+        let mut failed = None;
+        let mut timed_out = false;
+        for shard in self.shards.all() {
+            let pong = match self.conn().await {
+                Ok(mut conn) => Self::invocation(shard, &self.scripts.heartbeat)
+                    .arg(self.outage_gap_ms)
+                    .invoke_async::<i64>(&mut conn)
+                    .await
+                    .map_err(|error| {
+                        timed_out |= error.is_timeout();
+                        map_err(error)
+                    }),
+                Err(error) => Err(error),
+            };
+            if let Err(error) = pong {
+                failed.get_or_insert(error);
+            }
+        }
+        if timed_out {
+            self.link.reconnect().await;
+        }
+        failed.map_or(Ok(()), Err)
+    }
+
+    async fn depths(&self) -> Result<Depths> {
+        let all = self
+            .on_every_shard(|index| async move {
+                let shard = &self.shards.all()[index];
+                let counts: Vec<u64> = Self::invocation(shard, &self.scripts.depths)
+                    .invoke_async(&mut self.conn().await?)
+                    .await
+                    .map_err(map_err)?;
+                match counts.as_slice() {
+                    [low, medium, high, delayed, leased, dead] => Ok(Depths {
+                        pending: [*low, *medium, *high],
+                        delayed: *delayed,
+                        leased: *leased,
+                        dead: *dead,
+                    }),
+                    _ => Err(StoreError::Corrupt(format!(
+                        "depths.lua answered {} counts instead of 6",
+                        counts.len()
+                    ))),
+                }
+            })
+            .await?;
+        Ok(all.into_iter().fold(Depths::default(), |sum, one| Depths {
+            pending: [
+                sum.pending[0] + one.pending[0],
+                sum.pending[1] + one.pending[1],
+                sum.pending[2] + one.pending[2],
+            ],
+            delayed: sum.delayed + one.delayed,
+            leased: sum.leased + one.leased,
+            dead: sum.dead + one.dead,
+        }))
+    }
+
+    fn subscribed(&self) -> bool {
+        self.subscribed.load(Ordering::Relaxed)
+    }
+
+    async fn eviction_policy(&self) -> Result<Option<String>> {
+        let answer: redis::RedisResult<Vec<String>> = redis::cmd("CONFIG")
+            .arg("GET")
+            .arg("maxmemory-policy")
+            .query_async(&mut self.conn().await?)
+            .await;
+        match answer {
+            Ok(pair) => Ok(pair.get(1).cloned()),
+            // Managed services often rename or forbid CONFIG: the policy cannot be known.
+            Err(error) if error.code().is_some() => {
+                warn!(%error, "Cannot read Redis's maxmemory-policy (CONFIG GET refused); \
+                       make sure it is noeviction.");
+                Ok(None)
+            }
+            Err(error) => Err(map_err(error)),
+        }
+    }
+
+    fn notices(&self) -> broadcast::Receiver<Notice> {
+        self.notices.subscribe()
+    }
+}
