@@ -116,6 +116,7 @@ impl Settings {
                 outage_gap: crate::maintenance::HEALTH_EVERY * 2 + redis.command_timeout.get(),
                 reap_settle: server.lease.renew_interval.get() + redis.command_timeout.get(),
                 cluster: None,
+                wait: None,
             },
             workers: WorkerSettings {
                 concurrency: server.workers.concurrency.get(),

@@ -70,6 +70,7 @@ fn redis_cluster(
             nodes: cluster.urls(),
             shards,
         }),
+        wait: None,
     };
     let capped = RedisOptions {
         prefix: format!("{prefix}-capped:"),
@@ -101,6 +102,7 @@ fn redis_with(
         outage_gap: Duration::from_secs(3600),
         reap_settle: Duration::ZERO,
         cluster: None,
+        wait: None,
     };
     let capped = RedisOptions {
         prefix: capped_prefix.into(),

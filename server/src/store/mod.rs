@@ -14,7 +14,7 @@ use async_trait::async_trait;
 use tokio::sync::broadcast;
 
 pub use self::memory::MemoryStore;
-pub use self::redis::{ClusterOptions, RedisOptions, RedisStore};
+pub use self::redis::{ClusterOptions, RedisOptions, RedisStore, WaitOptions};
 use crate::task::{NewTask, Notice, Submitted, TaskEvent, TaskRecord, TaskState};
 
 /// Why a store operation failed.

@@ -3,7 +3,7 @@
 //! after it stopped answering).
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
@@ -14,6 +14,9 @@ use tracing::warn;
 
 use super::map_err;
 use crate::store::{Result, StoreError};
+
+/// The shortest life of a cluster connection before an unreachable node remakes it.
+const REMAKE_AFTER: Duration = Duration::from_secs(1);
 
 /// Where commands go.
 pub(super) enum Link {
@@ -26,10 +29,45 @@ pub(super) enum Link {
     /// A Redis Cluster.
     Cluster {
         client: ClusterClient,
-        conn: tokio::sync::Mutex<Option<ClusterConnection>>,
+        /// The connection and when it was made, or when making one last failed.
+        conn: std::sync::Mutex<Cached>,
         connect_timeout: Duration,
     },
 }
+
+/// The cluster connection, or why there is none.
+pub(super) enum Cached {
+    /// Not made yet, or dropped to be made again.
+    None,
+    /// Made at that instant.
+    Made(ClusterConnection, Instant),
+    /// Making one failed at that instant: callers fail fast until [`RETRY_AFTER`] has
+    /// passed, instead of each trying again in turn.
+    Failed(Instant),
+    /// One is being made (since then): other callers fail fast meanwhile. The lock is never
+    /// held while connecting, so a slow connect holds up no one.
+    Connecting(Instant),
+}
+
+/// Puts the cache back to `None` if a connect is abandoned (its caller's deadline passed).
+struct Abandon<'a>(&'a std::sync::Mutex<Cached>, bool);
+
+impl Drop for Abandon<'_> {
+    fn drop(&mut self) {
+        if !self.1 {
+            let mut slot = self
+                .0
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if matches!(*slot, Cached::Connecting(_)) {
+                *slot = Cached::None;
+            }
+        }
+    }
+}
+
+/// How long after a failed attempt to connect to a cluster the next one is made.
+const RETRY_AFTER: Duration = Duration::from_millis(250);
 
 /// A connection to run one command or script on.
 #[derive(Clone)]
@@ -78,7 +116,7 @@ impl Link {
             })?;
         Ok(Self::Cluster {
             client,
-            conn: tokio::sync::Mutex::new(None),
+            conn: std::sync::Mutex::new(Cached::None),
             connect_timeout,
         })
     }
@@ -94,18 +132,46 @@ impl Link {
                 conn,
                 connect_timeout,
             } => {
-                let mut slot = conn.lock().await;
-                if let Some(conn) = slot.as_ref() {
-                    return Ok(Conn::Cluster(conn.clone()));
+                {
+                    let mut slot = conn
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner);
+                    match &*slot {
+                        Cached::Made(conn, _) => return Ok(Conn::Cluster(conn.clone())),
+                        Cached::Failed(at) if at.elapsed() < RETRY_AFTER => {
+                            return Err(StoreError::Unavailable(
+                                "cannot connect to the Redis Cluster (retrying shortly)".into(),
+                            ));
+                        }
+                        Cached::Connecting(since) if since.elapsed() < *connect_timeout => {
+                            return Err(StoreError::Unavailable(
+                                "connecting to the Redis Cluster".into(),
+                            ));
+                        }
+                        _ => *slot = Cached::Connecting(Instant::now()),
+                    }
                 }
+                let mut abandon = Abandon(conn, false);
                 let made = tokio::time::timeout(*connect_timeout, client.get_async_connection())
                     .await
                     .map_err(|_| {
                         StoreError::Unavailable("timed out connecting to the Redis Cluster".into())
-                    })?
-                    .map_err(map_err)?;
-                *slot = Some(made.clone());
-                Ok(Conn::Cluster(made))
+                    })
+                    .and_then(|made| made.map_err(map_err));
+                abandon.1 = true;
+                let mut slot = conn
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                match made {
+                    Ok(made) => {
+                        *slot = Cached::Made(made.clone(), Instant::now());
+                        Ok(Conn::Cluster(made))
+                    }
+                    Err(error) => {
+                        *slot = Cached::Failed(Instant::now());
+                        Err(error)
+                    }
+                }
             }
         }
     }
@@ -123,7 +189,27 @@ impl Link {
                 Ok(fresh) => conn.store(Arc::new(fresh)),
                 Err(error) => warn!(%error, "Cannot make a new Redis connection."),
             },
-            Self::Cluster { conn, .. } => *conn.lock().await = None,
+            Self::Cluster { conn, .. } => {
+                *conn
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) = Cached::None;
+            }
+        }
+    }
+
+    /// Notes that a command found Redis unavailable. The cluster client retries a node that
+    /// refuses connections without asking the cluster where its slots went, so after a
+    /// failover it would keep dialling the dead master: the connection is made again (at
+    /// most once a second), which reads the slots afresh from any reachable node.
+    pub(super) async fn unavailable(&self) {
+        if let Self::Cluster { conn, .. } = self {
+            let mut slot = conn
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if matches!(&*slot, Cached::Made(_, made) if made.elapsed() >= REMAKE_AFTER) {
+                warn!("A Redis Cluster node cannot be reached; reading the slots again.");
+                *slot = Cached::None;
+            }
         }
     }
 }

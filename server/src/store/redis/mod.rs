@@ -18,7 +18,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use redis::{Client, RedisError, Script, ScriptInvocation};
+use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
+use redis::{Client, FromRedisValue, RedisError, Script, ScriptInvocation};
 use tokio::sync::broadcast;
 use tracing::warn;
 
@@ -119,6 +120,18 @@ pub struct RedisOptions {
     pub reap_settle: Duration,
     /// Run on a Redis Cluster instead of the Redis at `url`.
     pub cluster: Option<ClusterOptions>,
+    /// Wait for replicas after every change.
+    pub wait: Option<WaitOptions>,
+}
+
+/// Waiting for replicas (Redis `WAIT`) after every change, so that a failover to one of
+/// them loses no answered change.
+#[derive(Clone, Debug)]
+pub struct WaitOptions {
+    /// How many replicas must hold a change before it is answered.
+    pub replicas: u32,
+    /// How long to wait for them.
+    pub timeout: Duration,
 }
 
 /// A Redis Cluster and how the queue is laid out on it.
@@ -145,6 +158,10 @@ impl std::fmt::Debug for RedisOptions {
 pub struct RedisStore {
     link: Arc<Link>,
     shards: Arc<Shards>,
+    wait: Option<WaitOptions>,
+    /// The longest one call may take: connecting, the command (with the client's retries)
+    /// and waiting for replicas.
+    deadline: Duration,
     retention_ms: u64,
     max_queued: u64,
     outage_gap_ms: u64,
@@ -153,6 +170,24 @@ pub struct RedisStore {
     notices: broadcast::Sender<Notice>,
     subscribed: Arc<AtomicBool>,
     _subscriber: Arc<AbortOnDrop>,
+}
+
+/// Runs a script call on its shard, then waits for the replicas when the store is told to
+/// (`WaitOptions`).
+trait RunOn {
+    async fn on<T: FromRedisValue>(&self, store: &RedisStore, shard: &Shard) -> Result<T>;
+}
+
+impl RunOn for ScriptInvocation<'_> {
+    async fn on<T: FromRedisValue>(&self, store: &RedisStore, shard: &Shard) -> Result<T> {
+        let call = async {
+            let mut conn = store.conn().await?;
+            let value = self.invoke_async(&mut conn).await.map_err(map_err)?;
+            store.replicated(shard, &mut conn).await?;
+            Ok(value)
+        };
+        store.bounded(call).await
+    }
 }
 
 /// Stops the subscription task when the last store clone is dropped.
@@ -239,6 +274,13 @@ impl RedisStore {
         Ok(Self {
             link: Arc::new(link),
             shards: Arc::new(shards),
+            wait: options.wait.clone().filter(|wait| wait.replicas > 0),
+            deadline: options.connect_timeout
+                + options.command_timeout * 3
+                + options
+                    .wait
+                    .as_ref()
+                    .map_or(Duration::ZERO, |wait| wait.timeout),
             retention_ms: ms(options.retention).max(1),
             max_queued: per_shard,
             outage_gap_ms: ms(options.outage_gap),
@@ -253,6 +295,63 @@ impl RedisStore {
     /// The command connection.
     async fn conn(&self) -> Result<Conn> {
         self.link.conn().await
+    }
+
+    /// Runs one command (not a script: no replicas are waited for).
+    async fn query<T: FromRedisValue>(&self, command: &redis::Cmd) -> Result<T> {
+        let call = async {
+            let mut conn = self.conn().await?;
+            command.query_async(&mut conn).await.map_err(map_err)
+        };
+        self.bounded(call).await
+    }
+
+    /// Runs `call` within [`Self::deadline`]: a call still unanswered then (the cluster
+    /// client can wait without end for slots it cannot find) is Unavailable, and like any
+    /// unavailable answer makes the connection be made again.
+    async fn bounded<T>(&self, call: impl std::future::Future<Output = Result<T>>) -> Result<T> {
+        let outcome = match tokio::time::timeout(self.deadline, call).await {
+            Ok(outcome) => outcome,
+            Err(_) => Err(StoreError::Unavailable(format!(
+                "Redis did not answer within {:?}",
+                self.deadline
+            ))),
+        };
+        if let Err(StoreError::Unavailable(_)) = &outcome {
+            self.link.unavailable().await;
+        }
+        outcome
+    }
+
+    /// Waits until `wait.replicas` replicas hold every write made so far on `conn` to the
+    /// node of `shard` (Redis `WAIT`, on that node); Unavailable when they do not in time.
+    async fn replicated(&self, shard: &Shard, conn: &mut Conn) -> Result<()> {
+        let Some(wait) = &self.wait else {
+            return Ok(());
+        };
+        let mut command = redis::cmd("WAIT");
+        command.arg(wait.replicas).arg(ms(wait.timeout));
+        let acked: i64 = match conn {
+            Conn::Single(conn) => command.query_async(conn).await.map_err(map_err)?,
+            Conn::Cluster(conn) => {
+                let route = Route::new(shard.slot, SlotAddr::Master);
+                let routing = RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(route));
+                let value = conn
+                    .route_command(command, routing)
+                    .await
+                    .map_err(map_err)?;
+                redis::from_redis_value(value)
+                    .map_err(|error| StoreError::Corrupt(format!("WAIT answered: {error}")))?
+            }
+        };
+        if acked < i64::from(wait.replicas) {
+            return Err(StoreError::Unavailable(format!(
+                "the change reached {acked} of {} replicas within {:?} (it may still be \
+                 applied)",
+                wait.replicas, wait.timeout
+            )));
+        }
+        Ok(())
     }
 
     /// A call of `script` on `shard`, with the shard's queue keys declared and its prefix as
@@ -330,10 +429,7 @@ impl RedisStore {
                 .arg(ms(task.delay))
                 .arg(task.trace_parent.as_deref().unwrap_or(""));
         }
-        let flat: Vec<(String, i64)> = invocation
-            .invoke_async(&mut self.conn().await?)
-            .await
-            .map_err(map_err)?;
+        let flat: Vec<(String, i64)> = invocation.on(self, shard).await?;
         Ok(flat
             .into_iter()
             .map(|(id, deduplicated)| Submitted {
@@ -347,9 +443,8 @@ impl RedisStore {
         let flat: Option<Vec<Vec<u8>>> = Self::invocation(shard, &self.scripts.claim)
             .arg(token)
             .arg(ms(lease))
-            .invoke_async(&mut self.conn().await?)
-            .await
-            .map_err(map_err)?;
+            .on(self, shard)
+            .await?;
         let Some(flat) = flat else {
             return Ok(None);
         };
@@ -470,11 +565,9 @@ impl Store for RedisStore {
     }
 
     async fn get(&self, id: &str) -> Result<Option<TaskRecord>> {
-        let fields: Vec<(String, Vec<u8>)> = redis::cmd("HGETALL")
-            .arg(self.shards.of_id(id).key(&format!("task:{id}")))
-            .query_async(&mut self.conn().await?)
-            .await
-            .map_err(map_err)?;
+        let mut command = redis::cmd("HGETALL");
+        command.arg(self.shards.of_id(id).key(&format!("task:{id}")));
+        let fields: Vec<(String, Vec<u8>)> = self.query(&command).await?;
         if fields.is_empty() {
             return Ok(None);
         }
@@ -483,13 +576,12 @@ impl Store for RedisStore {
 
     async fn events_after(&self, id: &str, after: u64) -> Result<Vec<TaskEvent>> {
         // Event n is at index n - 1.
-        let raw: Vec<Vec<u8>> = redis::cmd("LRANGE")
+        let mut command = redis::cmd("LRANGE");
+        command
             .arg(self.shards.of_id(id).key(&format!("task_events:{id}")))
             .arg(after)
-            .arg(-1)
-            .query_async(&mut self.conn().await?)
-            .await
-            .map_err(map_err)?;
+            .arg(-1);
+        let raw: Vec<Vec<u8>> = self.query(&command).await?;
         raw.iter()
             .map(|bytes| {
                 serde_json::from_slice::<TaskEvent>(bytes)
@@ -522,9 +614,8 @@ impl Store for RedisStore {
             .arg(id)
             .arg(token)
             .arg(ms(lease))
-            .invoke_async(&mut self.conn().await?)
-            .await
-            .map_err(map_err)?;
+            .on(self, self.shards.of_id(id))
+            .await?;
         Ok(match code {
             1 => Renewal::Renewed,
             2 => Renewal::CancelRequested,
@@ -537,9 +628,8 @@ impl Store for RedisStore {
             .arg(id)
             .arg(token)
             .arg(percent.min(100))
-            .invoke_async(&mut self.conn().await?)
-            .await
-            .map_err(map_err)?;
+            .on(self, self.shards.of_id(id))
+            .await?;
         Ok(code == 1)
     }
 
@@ -549,9 +639,8 @@ impl Store for RedisStore {
             .arg(token)
             .arg(result)
             .arg(self.retention_ms)
-            .invoke_async(&mut self.conn().await?)
-            .await
-            .map_err(map_err)?;
+            .on(self, self.shards.of_id(id))
+            .await?;
         Ok(finish(code, false))
     }
 
@@ -563,9 +652,8 @@ impl Store for RedisStore {
             .arg(ms(plan.delay))
             .arg(self.retention_ms)
             .arg(u8::from(plan.permanent))
-            .invoke_async(&mut self.conn().await?)
-            .await
-            .map_err(map_err)?;
+            .on(self, self.shards.of_id(id))
+            .await?;
         Ok(finish(code, true))
     }
 
@@ -575,9 +663,8 @@ impl Store for RedisStore {
             .arg(token)
             .arg(reason)
             .arg(self.retention_ms)
-            .invoke_async(&mut self.conn().await?)
-            .await
-            .map_err(map_err)?;
+            .on(self, self.shards.of_id(id))
+            .await?;
         Ok(finish(code, false))
     }
 
@@ -586,9 +673,8 @@ impl Store for RedisStore {
             .arg(id)
             .arg(token)
             .arg(self.retention_ms)
-            .invoke_async(&mut self.conn().await?)
-            .await
-            .map_err(map_err)?;
+            .on(self, self.shards.of_id(id))
+            .await?;
         Ok(finish(code, false))
     }
 
@@ -600,9 +686,8 @@ impl Store for RedisStore {
                 let code: i64 = Self::invocation(shard, &self.scripts.unclaim)
                     .arg(token)
                     .arg(self.retention_ms)
-                    .invoke_async(&mut self.conn().await?)
-                    .await
-                    .map_err(map_err)?;
+                    .on(self, shard)
+                    .await?;
                 Ok(code == 1)
             })
             .await?;
@@ -615,9 +700,8 @@ impl Store for RedisStore {
                 .arg(id)
                 .arg(reason)
                 .arg(self.retention_ms)
-                .invoke_async(&mut self.conn().await?)
-                .await
-                .map_err(map_err)?;
+                .on(self, self.shards.of_id(id))
+                .await?;
         Ok(match outcome.as_str() {
             "cancelled" => CancelOutcome::Cancelled,
             "requested" => CancelOutcome::Requested,
@@ -638,9 +722,8 @@ impl Store for RedisStore {
                     .arg(self.retention_ms)
                     .arg(self.outage_gap_ms)
                     .arg(self.reap_settle_ms)
-                    .invoke_async::<usize>(&mut self.conn().await?)
+                    .on::<usize>(self, shard)
                     .await
-                    .map_err(map_err)
             })
             .await?;
         Ok(counts.iter().sum())
@@ -652,9 +735,8 @@ impl Store for RedisStore {
                 let shard = &self.shards.all()[index];
                 Self::invocation(shard, &self.scripts.promote)
                     .arg(limit)
-                    .invoke_async::<(usize, i64)>(&mut self.conn().await?)
+                    .on::<(usize, i64)>(self, shard)
                     .await
-                    .map_err(map_err)
             })
             .await?;
         Ok(Promotion {
@@ -673,9 +755,8 @@ impl Store for RedisStore {
                 let shard = &self.shards.all()[index];
                 Self::invocation(shard, &self.scripts.trim)
                     .arg(self.retention_ms)
-                    .invoke_async::<usize>(&mut self.conn().await?)
+                    .on::<usize>(self, shard)
                     .await
-                    .map_err(map_err)
             })
             .await?;
         Ok(counts.iter().sum())
@@ -697,6 +778,9 @@ impl Store for RedisStore {
                 Err(error) => Err(error),
             };
             if let Err(error) = pong {
+                if matches!(error, StoreError::Unavailable(_)) {
+                    self.link.unavailable().await;
+                }
                 failed.get_or_insert(error);
             }
         }

@@ -22,12 +22,19 @@ pub(super) struct Shard {
     pub(super) prefix: String,
     /// [`QUEUE_KEYS`] under the prefix, as every script declares them.
     pub(super) queue_keys: [String; 8],
+    /// The slot of all its keys on a cluster.
+    pub(super) slot: u16,
 }
 
 impl Shard {
     fn new(prefix: String) -> Self {
         let queue_keys = QUEUE_KEYS.map(|name| format!("{prefix}{name}"));
-        Self { prefix, queue_keys }
+        let slot = slot(queue_keys[0].as_bytes());
+        Self {
+            prefix,
+            queue_keys,
+            slot,
+        }
     }
 
     /// The channel of its events.

@@ -143,8 +143,11 @@ pub(super) async fn cluster(
                                 }
                             }
                             Some(PushInfo { kind: PushKind::Disconnection, .. }) => {
-                                warn!("A task event subscription was disconnected; the \
-                                       client subscribes again.");
+                                // The node may be gone for good (a failed master): subscribe
+                                // again from scratch, where the slots are now.
+                                warn!("A task event subscription was disconnected; \
+                                       resubscribing.");
+                                break;
                             }
                             Some(_) => {}
                             None => {
