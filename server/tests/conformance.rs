@@ -57,33 +57,17 @@ fn redis_cluster(
     shards: usize,
     retention: Duration,
 ) -> Subject {
-    let options = RedisOptions {
-        url: String::new(),
-        prefix: format!("{prefix}:"),
+    let cluster_options = ClusterOptions {
+        nodes: cluster.urls(),
+        shards,
+    };
+    subject(
+        String::new(),
+        Some(cluster_options),
+        (&format!("{prefix}:"), &format!("{prefix}-capped:")),
         retention,
-        connect_timeout: Duration::from_secs(2),
-        command_timeout: Duration::from_secs(2),
-        max_queued: None,
-        outage_gap: Duration::from_secs(3600),
-        reap_settle: Duration::ZERO,
-        cluster: Some(ClusterOptions {
-            nodes: cluster.urls(),
-            shards,
-        }),
-        wait: None,
-    };
-    let capped = RedisOptions {
-        prefix: format!("{prefix}-capped:"),
-        max_queued: Some(CAP),
-        ..options.clone()
-    };
-    Subject {
-        store: Arc::new(RedisStore::connect(options).expect("connect to the cluster")),
-        capped: Some(Arc::new(
-            RedisStore::connect(capped).expect("connect to the cluster"),
-        )),
-        _redis: Some(Box::new(Arc::clone(cluster))),
-    }
+        Box::new(Arc::clone(cluster)),
+    )
 }
 
 fn redis_with(
@@ -92,8 +76,26 @@ fn redis_with(
     capped_prefix: &str,
     retention: Duration,
 ) -> Subject {
+    subject(
+        redis.url(),
+        None,
+        (prefix, capped_prefix),
+        retention,
+        Box::new(redis),
+    )
+}
+
+/// A Redis store and a capped one beside it, under the two `prefixes`, on the Redis at
+/// `url` or on `cluster`; `redis` is what must live as long as they do.
+fn subject(
+    url: String,
+    cluster: Option<ClusterOptions>,
+    (prefix, capped_prefix): (&str, &str),
+    retention: Duration,
+    redis: Box<dyn std::any::Any + Send + Sync>,
+) -> Subject {
     let options = RedisOptions {
-        url: redis.url(),
+        url,
         prefix: prefix.into(),
         retention,
         connect_timeout: Duration::from_secs(2),
@@ -101,7 +103,7 @@ fn redis_with(
         max_queued: None,
         outage_gap: Duration::from_secs(3600),
         reap_settle: Duration::ZERO,
-        cluster: None,
+        cluster,
         wait: None,
     };
     let capped = RedisOptions {
@@ -114,7 +116,7 @@ fn redis_with(
     Subject {
         store: Arc::new(store),
         capped: Some(Arc::new(capped)),
-        _redis: Some(Box::new(redis)),
+        _redis: Some(redis),
     }
 }
 
