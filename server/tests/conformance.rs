@@ -38,7 +38,24 @@ async fn memory(retention: Duration) -> Subject {
 }
 
 async fn redis(retention: Duration) -> Subject {
-    redis_with(support::Redis::start(), "test:", "capped:", retention)
+    subscribed(redis_with(
+        support::Redis::start(),
+        "test:",
+        "capped:",
+        retention,
+    ))
+    .await
+}
+
+/// `subject` once its store's event subscription is up (the tests count the events they
+/// see, and a subscription made in the background could miss the first ones).
+async fn subscribed(subject: Subject) -> Subject {
+    support::wait_until_async(Duration::from_secs(10), "the event subscription", || {
+        let up = subject.store.subscribed();
+        async move { up }
+    })
+    .await;
+    subject
 }
 
 /// A one-node Redis Cluster with a prefix ending in a hash tag: Redis refuses any script
@@ -46,7 +63,7 @@ async fn redis(retention: Duration) -> Subject {
 /// shows that each transition stays in one slot.
 async fn redis_cluster_slot(retention: Duration) -> Subject {
     let redis = support::Redis::start_cluster_node();
-    redis_with(redis, "test:{q}", "capped:{c}", retention)
+    subscribed(redis_with(redis, "test:{q}", "capped:{c}", retention)).await
 }
 
 /// A store on a Redis Cluster of three masters, its queue in `shards` shards under
@@ -873,12 +890,12 @@ macro_rules! conformance {
         async fn on_a_redis_cluster() {
             let cluster = Arc::new(support::RedisCluster::start(3, 0));
             $(
-                $test(redis_cluster(
+                $test(subscribed(redis_cluster(
                     &cluster,
                     stringify!($test),
                     1,
                     Duration::from_millis(500),
-                ))
+                )).await)
                 .await;
             )*
         }
