@@ -4,10 +4,11 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use stack_config::model::{LogFormat, LogLevel, StoreKind};
+use stack_config::topology::RedisTarget;
 use stack_config::{Component, Stack, Topology};
 
 use crate::api::ApiLimits;
-use crate::store::RedisOptions;
+use crate::store::{ClusterOptions, RedisOptions, WaitOptions};
 use crate::telemetry::TraceSettings;
 use crate::worker::WorkerSettings;
 use crate::worker::handler::Simulation;
@@ -89,7 +90,6 @@ impl Settings {
     pub fn new(stack: &Stack, topology: &Topology) -> Result<Self, SettingsError> {
         let server = &stack.server;
         let redis = &stack.redis;
-        let host = stack_config::topology::bracketed(&topology.redis.host);
         let auth = if redis.auth.enabled {
             let password = redis
                 .auth
@@ -100,7 +100,23 @@ impl Settings {
         } else {
             String::new()
         };
-        let url = format!("redis://{auth}{host}:{}/{}", topology.redis.port, redis.db);
+        let (url, cluster) = match &topology.redis {
+            RedisTarget::Single(single) => {
+                let host = stack_config::topology::bracketed(&single.host);
+                let url = format!("redis://{auth}{host}:{}/{}", single.port, redis.db);
+                (url, None)
+            }
+            RedisTarget::Cluster { nodes, shards } => {
+                let cluster = ClusterOptions {
+                    nodes: nodes
+                        .iter()
+                        .map(|node| format!("redis://{auth}{node}"))
+                        .collect(),
+                    shards: usize::try_from(*shards).unwrap_or(1),
+                };
+                (String::new(), Some(cluster))
+            }
+        };
         let usize_of = |n: u32| usize::try_from(n).unwrap_or(usize::MAX);
         Ok(Self {
             listen: SocketAddr::from(([0, 0, 0, 0], server.port.get())),
@@ -115,8 +131,11 @@ impl Settings {
                 max_queued: server.limits.max_queued_tasks.map(|cap| cap.get()),
                 outage_gap: crate::maintenance::HEALTH_EVERY * 2 + redis.command_timeout.get(),
                 reap_settle: server.lease.renew_interval.get() + redis.command_timeout.get(),
-                cluster: None,
-                wait: None,
+                cluster,
+                wait: (redis.wait.replicas > 0).then(|| WaitOptions {
+                    replicas: redis.wait.replicas,
+                    timeout: redis.wait.timeout.get(),
+                }),
             },
             workers: WorkerSettings {
                 concurrency: server.workers.concurrency.get(),
@@ -177,6 +196,43 @@ mod tests {
         assert_eq!(
             settings.redis.url,
             "redis://:p%40ss%3Aw%2Frd@cache.internal:6379/3"
+        );
+        assert!(!format!("{:?}", settings.redis).contains("p@ss"));
+    }
+
+    #[test]
+    fn builds_the_cluster_seeds_with_the_password() {
+        let stack = Loader::new()
+            .sets([
+                "redis.mode=cluster",
+                "redis.cluster.nodes=[redis-0.internal:6379, [fd00::7]:7000]",
+                "redis.cluster.shards=9",
+                "redis.wait.replicas=1",
+                "redis.wait.timeout=250ms",
+            ])
+            .env_vars([(
+                "TASKMANAGER__REDIS__AUTH__PASSWORD".to_owned(),
+                "p@ss".to_owned(),
+            )])
+            .load()
+            .expect("valid")
+            .stack;
+        let settings = Settings::from_stack(&stack).expect("settings");
+        let cluster = settings.redis.cluster.as_ref().expect("a cluster");
+        assert_eq!(
+            cluster.nodes,
+            [
+                "redis://:p%40ss@redis-0.internal:6379",
+                "redis://:p%40ss@[fd00::7]:7000"
+            ]
+        );
+        assert_eq!(cluster.shards, 9);
+        assert_eq!(
+            settings.redis.wait,
+            Some(WaitOptions {
+                replicas: 1,
+                timeout: Duration::from_millis(250),
+            })
         );
         assert!(!format!("{:?}", settings.redis).contains("p@ss"));
     }

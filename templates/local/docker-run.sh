@@ -11,8 +11,10 @@ redis_name={{ n.redis | sh }}
 {%- if stack.redis.mode == "managed" %}
 redis_image={{ image.redis | sh }}
 {%- endif %}
+{%- if stack.redis.mode != "cluster" %}
 redis_port={{ stack.redis.port | string | sh }}
 redis_host={{ (n.redis if stack.redis.mode == "managed" else stack.redis.host) | sh }}
+{%- endif %}
 key_prefix={{ stack.redis.key_prefix | sh }}
 server_name={{ n.server | sh }}
 server_image={{ image.server | sh }}
@@ -44,9 +46,12 @@ up() {
 {%- endif %}
   docker run -d --name "$server_name" --network "$network" \
     -p "$server_port:$server_port" -p "$metrics_port:$metrics_port" \
+{#- On a Redis Cluster the seed nodes come from the mounted stack.yaml. #}
+{%- if stack.redis.mode != "cluster" %}
     -e TASKMANAGER__REDIS__MODE=external \
     -e "TASKMANAGER__REDIS__HOST=$redis_host" \
     -e "TASKMANAGER__REDIS__PORT=$redis_port" \
+{%- endif %}
     -e "TASKMANAGER__REDIS__KEY_PREFIX=$key_prefix" \
     -e "TASKMANAGER__REDIS__AUTH__ENABLED=$auth" \
     -e TASKMANAGER__REDIS__AUTH__PASSWORD \

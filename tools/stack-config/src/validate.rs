@@ -222,6 +222,46 @@ fn redis(stack: &Stack, out: &mut Vec<Diagnostic>) {
             .with_help("remove redis.host, or set `redis.mode: external`"),
         );
     }
+    if let (RedisMode::Cluster, Some(host)) = (redis.mode, &redis.host) {
+        out.push(
+            Diagnostic::error(
+                "redis.host",
+                "redis-cluster-host",
+                format!(
+                    "a Redis Cluster is reached through `redis.cluster.nodes`, so `redis.host` \
+                     ({host}) would be ignored"
+                ),
+            )
+            .with_help("list the node as host:port in redis.cluster.nodes")
+            .with_related("redis.mode"),
+        );
+    }
+    if redis.mode != RedisMode::Cluster && !redis.cluster.nodes.is_empty() {
+        out.push(
+            Diagnostic::error(
+                "redis.cluster.nodes",
+                "redis-cluster-unused",
+                "`redis.cluster.nodes` is set but `redis.mode` is not `cluster`, so the \
+                 nodes would be ignored",
+            )
+            .with_help("set `redis.mode: cluster`, or remove redis.cluster.nodes")
+            .with_related("redis.mode"),
+        );
+    }
+    if redis.mode == RedisMode::Cluster && redis.db.get() != 0 {
+        out.push(
+            Diagnostic::error(
+                "redis.db",
+                "redis-cluster-db",
+                format!("a Redis Cluster has database 0 only (got {})", redis.db),
+            )
+            .with_related("redis.mode"),
+        );
+    }
+    if redis.wait.replicas > 0 {
+        // `WAIT n 0` blocks until the replicas answer, however long that takes.
+        positive(out, "redis.wait.timeout", redis.wait.timeout);
+    }
     maxmemory(redis, out);
 }
 
@@ -230,7 +270,7 @@ fn redis(stack: &Stack, out: &mut Vec<Diagnostic>) {
 fn maxmemory(redis: &Redis, out: &mut Vec<Diagnostic>) {
     const LIMIT_PATH: &str = "redis.resources.limits.memory";
     const FLOOR: u64 = 1024 * 1024;
-    if redis.mode == RedisMode::External {
+    if redis.mode != RedisMode::Managed {
         if let Some(maxmemory) = &redis.maxmemory {
             out.push(
                 Diagnostic::warning(

@@ -62,8 +62,11 @@ fn the_shipped_stack_loads_in_every_environment() {
         .load()
         .expect("prod is valid");
     assert_eq!(prod.stack.redis.mode, RedisMode::External);
-    assert_eq!(prod.topology.redis.host, "redis.prod.internal");
-    assert!(!prod.topology.redis.managed);
+    assert!(matches!(
+        &prod.topology.redis,
+        stack_config::topology::RedisTarget::Single(redis)
+            if redis.host == "redis.prod.internal" && !redis.managed
+    ));
     assert_eq!(prod.stack.server.autoscaling.max_replicas, 12);
     // A partial mapping in the overlay merges into the file's mapping.
     assert_eq!(prod.stack.server.autoscaling.target_cpu_utilization, 70);
@@ -654,5 +657,130 @@ fn an_external_redis_without_a_host_is_located() {
         summary(&report),
         // Located at `redis.mode`, which asks for the host.
         vec![("redis-external-host", s("redis.host"), s("2:9"))]
+    );
+}
+
+#[test]
+fn cluster_settings_are_checked_together() {
+    let text = "\
+redis:
+  mode: cluster
+  host: redis.internal
+  db: 3
+  cluster:
+    nodes: []
+  wait:
+    replicas: 1
+    timeout: 0s
+";
+    let report = load_text(text).expect_err("invalid");
+    assert_eq!(
+        summary(&report),
+        vec![
+            ("redis-cluster-host", s("redis.host"), s("3:9")),
+            ("redis-cluster-db", s("redis.db"), s("4:7")),
+            ("redis-cluster-nodes", s("redis.cluster.nodes"), s("6:12")),
+            ("positive-duration", s("redis.wait.timeout"), s("9:14")),
+        ]
+    );
+
+    let text = "\
+redis:
+  mode: cluster
+  cluster:
+    nodes: [\"redis-0:6379\", \"[::1]:7000\", \"redis-1\"]
+";
+    let report = load_text(text).expect_err("invalid");
+    assert_eq!(
+        summary(&report),
+        vec![("invalid-value", s("redis.cluster.nodes.2"), s("4:43"))]
+    );
+    assert!(
+        report
+            .to_string()
+            .contains("\"redis-1\" is not a host and port"),
+        "{report}"
+    );
+
+    let text = "\
+redis:
+  mode: external
+  host: redis.internal
+  cluster:
+    nodes: [\"redis-0:6379\"]
+";
+    let report = load_text(text).expect_err("invalid");
+    assert_eq!(
+        summary(&report),
+        vec![("redis-cluster-unused", s("redis.cluster.nodes"), s("5:12"))]
+    );
+}
+
+#[test]
+fn a_cluster_reaches_the_topology_with_its_nodes() {
+    let text = "\
+redis:
+  mode: cluster
+  cluster:
+    nodes: [\"redis-0.internal:6379\", \"redis-1.internal:6379\"]
+    shards: 12
+  wait: { replicas: 1, timeout: 500ms }
+";
+    let dir = TempDir::new();
+    let path = dir.write("stack.yaml", text);
+    let loaded = Loader::new().file(path).load().expect("valid");
+    assert_eq!(
+        loaded.topology.redis,
+        stack_config::topology::RedisTarget::Cluster {
+            nodes: vec![s("redis-0.internal:6379"), s("redis-1.internal:6379")],
+            shards: 12,
+        }
+    );
+    assert_eq!(loaded.stack.redis.wait.replicas, 1);
+    // Nothing is deployed for it, and the server dials the first seed node.
+    assert!(
+        loaded
+            .topology
+            .parts
+            .iter()
+            .all(|part| part.component != stack_config::Component::Redis || !part.deployed)
+    );
+}
+
+#[test]
+fn a_list_can_be_set_from_a_variable_or_an_argument() {
+    let vars = vec![(
+        s("TASKMANAGER__REDIS__CLUSTER__NODES"),
+        s("[redis-0:6379, \"redis-1:6379\"]"),
+    )];
+    let loaded = Loader::new()
+        .env_vars(vars)
+        .sets(["redis.mode=cluster"])
+        .load()
+        .expect("valid");
+    let nodes: Vec<String> = loaded
+        .stack
+        .redis
+        .cluster
+        .nodes
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(nodes, vec![s("redis-0:6379"), s("redis-1:6379")]);
+
+    let report = Loader::new()
+        .sets([
+            "redis.mode=cluster",
+            "redis.cluster.nodes=[redis-0:6379, redis-1]",
+        ])
+        .load()
+        .expect_err("invalid");
+    assert_eq!(
+        summary(&report),
+        vec![(
+            "invalid-value",
+            s("redis.cluster.nodes.1"),
+            s("--set redis.cluster.nodes=[redis-0:6379, redis-1]")
+        )]
     );
 }

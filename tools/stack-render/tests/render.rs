@@ -200,6 +200,36 @@ fn retargeting_the_redis_host_changes_only_what_dials_it() {
 }
 
 #[test]
+fn a_redis_cluster_is_dialled_not_deployed() {
+    let stack = stack(
+        None,
+        &[
+            "redis.mode=cluster",
+            "redis.cluster.nodes=[redis-0.example.internal:6379, redis-1.example.internal:6379]",
+            "redis.cluster.shards=9",
+            "redis.wait.replicas=1",
+        ],
+    );
+    let rendered = render(&stack, &Templates::embedded()).expect("renders");
+    assert!(!rendered.files.contains_key("k8s/redis.yaml"));
+    let kustomization = &rendered.files["k8s/kustomization.yaml"];
+    assert!(!kustomization.contains("redis"), "{kustomization}");
+    // The server's own settings carry the cluster; nothing else names a Redis host.
+    let server = &rendered.files["k8s/server.yaml"];
+    for line in [
+        "mode: \"cluster\"",
+        "- \"redis-0.example.internal:6379\"",
+        "shards: 9",
+        "replicas: 1",
+    ] {
+        assert!(server.contains(line), "{line} in:\n{server}");
+    }
+    let docker_run = &rendered.files["local/docker-run.sh"];
+    assert!(!docker_run.contains("REDIS__HOST"), "{docker_run}");
+    assert!(!docker_run.contains("redis-server"), "{docker_run}");
+}
+
+#[test]
 fn a_failed_render_leaves_the_previous_output_intact() {
     let out = Scratch::new("out");
     let target = out.join("rendered");

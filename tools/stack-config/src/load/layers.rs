@@ -78,7 +78,7 @@ pub(super) fn overlay(
     })
 }
 
-/// The layer of `TASKMANAGER__A__B=value` variables. Values stay text; see `source`.
+/// The layer of `TASKMANAGER__A__B=value` variables. Values stay text (or lists of text, see `text_value`).
 pub(super) fn env_layer(vars: &[(String, String)]) -> (Layer, Vec<Diagnostic>) {
     let mut dict = Dict::new();
     let mut names = BTreeMap::new();
@@ -104,7 +104,7 @@ pub(super) fn env_layer(vars: &[(String, String)]) -> (Layer, Vec<Diagnostic>) {
             continue;
         }
         let path = segments.join(".");
-        insert(&mut dict, &segments, Value::from(value.clone()));
+        insert(&mut dict, &segments, text_value(value));
         names.insert(path, name.clone());
     }
     let layer = Layer {
@@ -118,7 +118,7 @@ pub(super) fn env_layer(vars: &[(String, String)]) -> (Layer, Vec<Diagnostic>) {
     (layer, errors)
 }
 
-/// The layer of `--set key=value` arguments. Values stay text; see `source`.
+/// The layer of `--set key=value` arguments. Values stay text (or lists of text, see `text_value`).
 pub(super) fn set_layer(sets: &[String]) -> (Layer, Vec<Diagnostic>) {
     let mut dict = Dict::new();
     let mut names = BTreeMap::new();
@@ -144,7 +144,7 @@ pub(super) fn set_layer(sets: &[String]) -> (Layer, Vec<Diagnostic>) {
             );
             continue;
         }
-        insert(&mut dict, &segments, Value::from(value.to_owned()));
+        insert(&mut dict, &segments, text_value(value));
         names.insert(segments.join("."), arg.clone());
     }
     let layer = Layer {
@@ -204,6 +204,31 @@ pub(super) fn shorten(text: &str) -> String {
         Some((cut, _)) => format!("{}…", &text[..cut]),
         None => text.to_owned(),
     }
+}
+
+/// The value of a variable or `--set`: its text, or a list of texts when it is written as
+/// `[a, b, "c"]` (one level, items split at commas, surrounding quotes dropped), so that a
+/// list such as `redis.cluster.nodes` can be set without a file.
+fn text_value(value: &str) -> Value {
+    let Some(items) = value
+        .trim()
+        .strip_prefix('[')
+        .and_then(|rest| rest.strip_suffix(']'))
+    else {
+        return Value::from(value.to_owned());
+    };
+    if items.trim().is_empty() {
+        return Value::from(Vec::<String>::new());
+    }
+    let unquote = |item: &str| {
+        let item = item.trim();
+        ['"', '\'']
+            .into_iter()
+            .find_map(|quote| item.strip_prefix(quote)?.strip_suffix(quote))
+            .unwrap_or(item)
+            .to_owned()
+    };
+    Value::from(items.split(',').map(unquote).collect::<Vec<String>>())
 }
 
 /// Sets `value` at `path` in `dict`, creating (or replacing scalars by) mappings on the way.
@@ -390,6 +415,21 @@ fn tag_at(dict: &Dict, path: &str) -> Option<Tag> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bracketed_text_is_a_list() {
+        let texts = |value: &str| -> Option<Vec<String>> {
+            let items = text_value(value).into_array()?;
+            items.into_iter().map(|item| item.into_string()).collect()
+        };
+        assert_eq!(
+            texts(r#"[a:1, "b:2",'c:3']"#),
+            Some(vec!["a:1".to_owned(), "b:2".to_owned(), "c:3".to_owned()])
+        );
+        assert_eq!(texts(" [] "), Some(vec![]));
+        assert_eq!(texts("a,b"), None);
+        assert_eq!(text_value("[a").into_string().as_deref(), Some("[a"));
+    }
 
     #[test]
     fn finds_tags_as_figment_does() {

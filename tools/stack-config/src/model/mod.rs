@@ -22,7 +22,9 @@ pub use observability::{
     Alerts, Alloy, Grafana, GrafanaAdmin, LogShipper, Logs, Loki, Mimir, Observability, Prometheus,
     Promtail, Storage, Tempo, Tracing,
 };
-pub use redis::{AppendFsync, Persistence, Redis, RedisAuth, RedisMode, SecretRef};
+pub use redis::{
+    AppendFsync, Persistence, Redis, RedisAuth, RedisCluster, RedisMode, SecretRef, WaitForReplicas,
+};
 pub use resources::{ResourceList, Resources};
 pub use server::{
     Autoscaling, Lease, Limits, LogFormat, LogLevel, Logging, Retries, Server, Simulation,

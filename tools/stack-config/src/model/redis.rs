@@ -5,7 +5,8 @@ use serde::{Deserialize, Serialize};
 
 use super::{ComponentImage, Resources};
 use crate::types::{
-    DnsSubdomain, Duration, Host, KeyPrefix, Port, Quantity, RedisDb, Secret, SecretKey,
+    Count, DnsSubdomain, Duration, Host, HostPort, KeyPrefix, Port, Quantity, RedisDb, Secret,
+    SecretKey,
 };
 
 /// The Redis that is the system of record for tasks.
@@ -13,14 +14,19 @@ use crate::types::{
 #[serde(default, deny_unknown_fields)]
 pub struct Redis {
     /// `managed`: a Redis StatefulSet is deployed with the stack. `external`: the server
-    /// connects to `host`, and no Redis is deployed.
+    /// connects to `host`, and no Redis is deployed. `cluster`: the server runs on the Redis
+    /// Cluster of `cluster.nodes`, and no Redis is deployed.
     pub mode: RedisMode,
     /// Host of an external Redis (required when `mode: external`). For a managed Redis leave
     /// it unset: the server dials the managed Redis Service.
     pub host: Option<Host>,
-    /// Redis port.
+    /// The Redis Cluster of `mode: cluster`.
+    pub cluster: RedisCluster,
+    /// Replication every change waits for before the server answers.
+    pub wait: WaitForReplicas,
+    /// Redis port (of `host`, or of the managed Redis).
     pub port: Port,
-    /// Redis logical database, 0-15.
+    /// Redis logical database, 0-15 (0 on a cluster, which has no other).
     pub db: RedisDb,
     /// Prefix of every key the task manager writes (`<prefix>task:<id>`, `<prefix>tasks`,
     /// `<prefix>task_status:<id>`, ...). Empty keeps the original key names.
@@ -57,6 +63,8 @@ impl Default for Redis {
         Self {
             mode: RedisMode::Managed,
             host: None,
+            cluster: RedisCluster::default(),
+            wait: WaitForReplicas::default(),
             port: Port::new(6379).expect("valid default"),
             db: RedisDb::known(0),
             key_prefix: KeyPrefix::new("taskmanager:").expect("valid default"),
@@ -100,6 +108,56 @@ pub enum RedisMode {
     Managed,
     /// Use an existing Redis at `redis.host`.
     External,
+    /// Use an existing Redis Cluster, seeded by `redis.cluster.nodes`.
+    Cluster,
+}
+
+/// A Redis Cluster the server runs on. The queue is split into `shards`, each with its own
+/// hash tag: one shard's keys, and its tasks' keys, live in one slot and so on one master.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct RedisCluster {
+    /// Seed nodes, `host:port`: the server asks them for the cluster's slots, so any
+    /// reachable one will do; list several.
+    pub nodes: Vec<HostPort>,
+    /// How many shards the queue is split into. Each shard is one slot on one master, so
+    /// use at least as many as the cluster has masters (a few per master spreads the load
+    /// more evenly); every idle worker looks at every shard when woken, so do not use far
+    /// more. The queue records it: a server with another count refuses to start, and
+    /// changing it means draining the queue first (docs/operations.md, "Redis Cluster").
+    pub shards: Count,
+}
+
+impl Default for RedisCluster {
+    fn default() -> Self {
+        Self {
+            nodes: Vec::new(),
+            shards: Count::known(6),
+        }
+    }
+}
+
+/// Waiting for replicas (Redis `WAIT`) after every change: submissions, claims, renewals,
+/// progress and outcomes. With it, an answer means that the change reached `replicas`
+/// replicas, so a failover to one of them loses no acknowledged task; without it Redis
+/// replicates asynchronously and a failover may lose the last writes.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct WaitForReplicas {
+    /// How many replicas must have a change before it is answered; 0 does not wait.
+    pub replicas: u32,
+    /// How long to wait for them; a change not replicated in time is answered UNAVAILABLE
+    /// (it may still be applied: retry with an idempotency key).
+    pub timeout: Duration,
+}
+
+impl Default for WaitForReplicas {
+    fn default() -> Self {
+        Self {
+            replicas: 0,
+            timeout: Duration::from_secs(1),
+        }
+    }
 }
 
 /// Redis password authentication.

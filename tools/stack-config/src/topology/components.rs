@@ -198,6 +198,10 @@ components! {
                 when: always,
                 instead: |s| match s.redis.mode {
                     RedisMode::Managed => None,
+                    // The client asks any seed node for the slots; the first names the cluster.
+                    RedisMode::Cluster => s.redis.cluster.nodes.first().map(|node| {
+                        format!("redis://{node}")
+                    }),
                     RedisMode::External => s
                         .redis
                         .host

@@ -128,8 +128,23 @@ pub struct Endpoint {
     pub url: String,
 }
 
-/// The Redis the server uses. It always has a host: an external Redis without one is not a
-/// topology.
+/// The Redis the server uses: one Redis, which always has a host (an external Redis without
+/// one is not a topology), or a Redis Cluster, which always has seed nodes.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum RedisTarget {
+    /// One Redis.
+    Single(RedisAddress),
+    /// A Redis Cluster.
+    Cluster {
+        /// Its seed nodes, `host:port`.
+        nodes: Vec<String>,
+        /// How many shards the queue is split into.
+        shards: u32,
+    },
+}
+
+/// One Redis.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct RedisAddress {
     /// Its host: the managed Redis's Service or the external host.
@@ -151,7 +166,7 @@ pub struct Topology {
     /// the client run from a laptop dials what the deployed client would).
     pub endpoints: Vec<Endpoint>,
     /// The Redis the server uses.
-    pub redis: RedisAddress,
+    pub redis: RedisTarget,
     /// Every ConfigMap the rendered manifests hold.
     pub config_maps: BTreeSet<String>,
     /// Every Secret the deployed pods refer to; the operator creates them.
@@ -186,6 +201,13 @@ impl Topology {
     /// settings cannot rule out and a topology cannot hold: an external Redis without a
     /// host.
     pub fn compile(stack: &Stack) -> Result<Self, Vec<Diagnostic>> {
+        let single = |host: String, managed| {
+            RedisTarget::Single(RedisAddress {
+                host,
+                port: stack.redis.port.get(),
+                managed,
+            })
+        };
         let redis = match (stack.redis.mode, &stack.redis.host) {
             (RedisMode::External, None) => {
                 return Err(vec![
@@ -201,15 +223,29 @@ impl Topology {
                     .with_related("redis.mode"),
                 ]);
             }
-            (RedisMode::External, Some(host)) => RedisAddress {
-                host: host.to_string(),
-                port: stack.redis.port.get(),
-                managed: false,
-            },
-            (RedisMode::Managed, _) => RedisAddress {
-                host: service_host(stack, Component::Redis),
-                port: stack.redis.port.get(),
-                managed: true,
+            (RedisMode::External, Some(host)) => single(host.to_string(), false),
+            (RedisMode::Managed, _) => single(service_host(stack, Component::Redis), true),
+            (RedisMode::Cluster, _) if stack.redis.cluster.nodes.is_empty() => {
+                return Err(vec![
+                    Diagnostic::error(
+                        "redis.cluster.nodes",
+                        "redis-cluster-nodes",
+                        "a Redis Cluster needs seed nodes: `redis.mode` is `cluster` but \
+                         `redis.cluster.nodes` is empty",
+                    )
+                    .with_help("list a few of the cluster's nodes as host:port")
+                    .with_related("redis.mode"),
+                ]);
+            }
+            (RedisMode::Cluster, _) => RedisTarget::Cluster {
+                nodes: stack
+                    .redis
+                    .cluster
+                    .nodes
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect(),
+                shards: stack.redis.cluster.shards.get(),
             },
         };
         let parts: Vec<Part> = Component::ALL
@@ -342,12 +378,19 @@ impl Topology {
                 "client": self.part(Component::Client).image,
                 "redis": self.part(Component::Redis).image,
             },
-            "redis": {
-                "host": self.redis.host,
-                "port": self.redis.port,
-                "service": self.part(Component::Redis).object_name,
-                // The managed Redis's memory cap in bytes; an external Redis sets its own.
-                "maxmemory": self.redis.managed.then(|| stack.redis.maxmemory_bytes()),
+            "redis": match &self.redis {
+                RedisTarget::Single(redis) => serde_json::json!({
+                    "host": redis.host,
+                    "port": redis.port,
+                    "service": self.part(Component::Redis).object_name,
+                    // The managed Redis's memory cap in bytes; an external Redis sets its own.
+                    "maxmemory": redis.managed.then(|| stack.redis.maxmemory_bytes()),
+                }),
+                RedisTarget::Cluster { nodes, shards } => serde_json::json!({
+                    "nodes": nodes,
+                    "shards": shards,
+                    "maxmemory": null,
+                }),
             },
             "server": {
                 "service": server.object_name,
@@ -433,7 +476,10 @@ mod tests {
             url(Component::Prometheus, Component::Mimir),
             Some("http://taskmanager-mimir.taskmanager.svc:9009/api/v1/push")
         );
-        assert_eq!(t.redis.host, "taskmanager-redis.taskmanager.svc");
+        assert!(matches!(
+            &t.redis,
+            RedisTarget::Single(redis) if redis.host == "taskmanager-redis.taskmanager.svc"
+        ));
         assert_eq!(
             url(Component::Server, Component::Redis),
             Some("redis://taskmanager-redis.taskmanager.svc:6379")

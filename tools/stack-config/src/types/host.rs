@@ -49,9 +49,55 @@ checked_string! {
     }
 }
 
+fn check_host_port(value: &str) -> Result<(), String> {
+    const RULE: &str = "is not a host and port: use host:port, with an IPv6 address in \
+                        brackets ([::1]:6379)";
+    let (host, port) = value.rsplit_once(':').ok_or_else(|| RULE.to_owned())?;
+    let host = match host.strip_prefix('[') {
+        Some(bracketed) => bracketed.strip_suffix(']').filter(|h| h.contains(':')),
+        None => (!host.contains(':')).then_some(host),
+    }
+    .ok_or_else(|| RULE.to_owned())?;
+    let port_ok = port.parse::<u16>().is_ok_and(|port| port != 0);
+    if port_ok && check_host(host).is_ok() {
+        Ok(())
+    } else {
+        Err(RULE.to_owned())
+    }
+}
+
+checked_string! {
+    /// A node to connect to: `host:port`, an IPv6 address in brackets (`[::1]:6379`).
+    HostPort,
+    check = check_host_port,
+    schema = {
+        "minLength": 3,
+        "maxLength": 261,
+        "description": "host:port, with an IPv6 address in brackets ([::1]:6379)."
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use super::Host;
+    use super::{Host, HostPort};
+
+    #[test]
+    fn host_ports() {
+        for good in ["redis-0.redis:6379", "10.0.0.7:7000", "[::1]:6379", "a:1"] {
+            assert!(HostPort::new(good).is_ok(), "{good}");
+        }
+        for bad in [
+            "redis",
+            "redis:",
+            ":6379",
+            "redis:0",
+            "redis:70000",
+            "::1:6379",
+            "[a]:1",
+        ] {
+            assert!(HostPort::new(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn hosts() {

@@ -20,7 +20,7 @@ mod url;
 
 pub use duration::Duration;
 pub(crate) use float::float;
-pub use host::Host;
+pub use host::{Host, HostPort};
 pub(crate) use image::check_reference;
 pub use image::{ImageRepository, ImageTag, PinnedTag, Registry};
 pub use name::{DnsLabel, DnsSubdomain, KeyPrefix};
