@@ -45,11 +45,12 @@ pub enum ServeError {
     /// Reflection could not be set up (a bug: the descriptor set is built in).
     #[error("cannot set up reflection: {0}")]
     Reflection(#[from] tonic_reflection::server::Error),
-    /// The store must not be used (its eviction policy may delete live tasks; the log says
-    /// more).
+    /// The store must not be used as configured: its eviction policy may delete live
+    /// tasks, or its queue is split into another number of shards (the log says which).
     #[error(
-        "refusing to run on a Redis whose maxmemory-policy may delete live tasks \
-         (set it to noeviction, or redis.allow_evicting_policy: true)"
+        "refusing to run on this Redis: its maxmemory-policy may delete live tasks (set it \
+         to noeviction, or redis.allow_evicting_policy: true), or its queue is split into \
+         another number of shards than redis.cluster.shards; the log says which"
     )]
     Refused,
 }

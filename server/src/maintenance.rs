@@ -161,7 +161,7 @@ pub(crate) fn spawn(
     }));
     loops.spawn(async move {
         let mut serving: Option<bool> = None;
-        let mut policy_checked = false;
+        let mut admitted = false;
         loop {
             let answered = matches!(
                 tokio::time::timeout(upkeep.command_timeout, store.ping()).await,
@@ -171,7 +171,7 @@ pub(crate) fn spawn(
             let subscribed = store.subscribed();
             metrics.store_up.store(answered, Ordering::Relaxed);
             metrics.subscription_up.store(subscribed, Ordering::Relaxed);
-            if answered && !policy_checked {
+            if answered && !admitted {
                 match store.eviction_policy().await {
                     Ok(Some(policy)) if policy != "noeviction" && !upkeep.allow_evicting_policy => {
                         error!(
@@ -184,11 +184,19 @@ pub(crate) fn spawn(
                         refuse.cancel();
                         break;
                     }
-                    Ok(_) => policy_checked = true,
+                    Ok(_) => match store.layout_conflict().await {
+                        Ok(Some(reason)) => {
+                            error!("{reason}");
+                            refuse.cancel();
+                            break;
+                        }
+                        Ok(None) => admitted = true,
+                        Err(error) => warn!(%error, "Cannot read the store's layout yet."),
+                    },
                     Err(error) => warn!(%error, "Cannot read the store's eviction policy yet."),
                 }
             }
-            let ok = answered && subscribed && policy_checked;
+            let ok = answered && subscribed && admitted;
             metrics.ready.store(ok, Ordering::Relaxed);
             if serving != Some(ok) {
                 if ok {

@@ -188,6 +188,14 @@ pub trait Store: Send + Sync + 'static {
         Ok(None)
     }
 
+    /// Why this process must not use the store as configured, if it must not: the queue in
+    /// it is laid out differently (a Redis Cluster's queue in another number of shards,
+    /// whose tasks this process would look for in the wrong places). Records the layout
+    /// when the store holds none yet.
+    async fn layout_conflict(&self) -> Result<Option<String>> {
+        Ok(None)
+    }
+
     /// Notices from every server process sharing the store.
     fn notices(&self) -> broadcast::Receiver<Notice>;
 }

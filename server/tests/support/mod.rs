@@ -94,6 +94,47 @@ impl RedisCluster {
         cluster
     }
 
+    /// The ports of the nodes.
+    pub(crate) fn ports(&self) -> Vec<u16> {
+        self.nodes.iter().map(|node| node.port).collect()
+    }
+
+    /// Puts a [`Proxy`] in front of every node and has each node announce its proxy's port
+    /// (`cluster-announce-port`), so that a client that follows the slot map connects
+    /// through the proxies only; ready once every node's slot map names only proxies. The
+    /// nodes still talk to one another directly, on their bus ports.
+    pub(crate) async fn behind_proxies(&self) -> Vec<Proxy> {
+        let mut proxies = Vec::new();
+        for node in &self.nodes {
+            let proxy = Proxy::start(node.port).await;
+            let port = proxy.port.to_string();
+            let set = node.query(&["CONFIG", "SET", "cluster-announce-port", &port]);
+            assert!(
+                set.starts_with("+OK"),
+                "CONFIG SET cluster-announce-port: {set}"
+            );
+            proxies.push(proxy);
+        }
+        let node_ports = self.ports();
+        wait_until(
+            Duration::from_secs(30),
+            "every node announces its proxy",
+            || {
+                self.nodes.iter().all(|node| {
+                    let slots = node.query(&["CLUSTER", "SLOTS"]);
+                    let proxied = proxies
+                        .iter()
+                        .all(|proxy| slots.contains(&format!(":{}\r\n", proxy.port)));
+                    let direct = node_ports
+                        .iter()
+                        .any(|port| slots.contains(&format!(":{port}\r\n")));
+                    proxied && !direct
+                })
+            },
+        );
+        proxies
+    }
+
     /// The seed addresses a client is given: every node.
     pub(crate) fn urls(&self) -> Vec<String> {
         self.nodes
@@ -421,10 +462,14 @@ impl Drop for Redis {
 
 /// `--set` overrides for a server talking to `redis` with fast timings.
 pub(crate) fn fast_sets(redis: &Redis) -> Vec<String> {
+    fast_sets_for(redis.port)
+}
+
+fn fast_sets_for(port: u16) -> Vec<String> {
     vec![
         "redis.mode=external".into(),
         "redis.host=127.0.0.1".into(),
-        format!("redis.port={}", redis.port),
+        format!("redis.port={port}"),
         "redis.auth.enabled=false".into(),
         "redis.connect_timeout=500ms".into(),
         "redis.command_timeout=500ms".into(),
@@ -440,6 +485,26 @@ pub(crate) fn fast_sets(redis: &Redis) -> Vec<String> {
         "server.log.level=warn".into(),
         "observability.tracing.enabled=false".into(),
     ]
+}
+
+/// `--set` overrides for a server on the Redis Cluster seeded by `ports` (the nodes, or
+/// proxies the nodes announce), its queue in `shards` shards, with fast timings.
+pub(crate) fn fast_cluster_sets(ports: &[u16], shards: u32) -> Vec<String> {
+    let nodes: Vec<String> = ports
+        .iter()
+        .map(|port| format!("127.0.0.1:{port}"))
+        .collect();
+    let mut sets: Vec<String> = fast_sets_for(0)
+        .into_iter()
+        .filter(|set| !set.starts_with("redis.mode=") && !set.starts_with("redis.host="))
+        .filter(|set| !set.starts_with("redis.port="))
+        .collect();
+    sets.extend([
+        "redis.mode=cluster".to_owned(),
+        format!("redis.cluster.nodes=[{}]", nodes.join(", ")),
+        format!("redis.cluster.shards={shards}"),
+    ]);
+    sets
 }
 
 /// Settings from the built-in defaults plus `sets`.

@@ -126,7 +126,7 @@ pub struct RedisOptions {
 
 /// Waiting for replicas (Redis `WAIT`) after every change, so that a failover to one of
 /// them loses no answered change.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct WaitOptions {
     /// How many replicas must hold a change before it is answered.
     pub replicas: u32,
@@ -158,6 +158,8 @@ impl std::fmt::Debug for RedisOptions {
 pub struct RedisStore {
     link: Arc<Link>,
     shards: Arc<Shards>,
+    /// On a cluster, the key that records how many shards the queue is split into.
+    layout_key: Option<String>,
     wait: Option<WaitOptions>,
     /// The longest one call may take: connecting, the command (with the client's retries)
     /// and waiting for replicas.
@@ -274,6 +276,10 @@ impl RedisStore {
         Ok(Self {
             link: Arc::new(link),
             shards: Arc::new(shards),
+            layout_key: options
+                .cluster
+                .as_ref()
+                .map(|_| format!("{}shards", options.prefix)),
             wait: options.wait.clone().filter(|wait| wait.replicas > 0),
             deadline: options.connect_timeout
                 + options.command_timeout * 3
@@ -844,6 +850,34 @@ impl Store for RedisStore {
             }
             Err(error) => Err(map_err(error)),
         }
+    }
+
+    async fn layout_conflict(&self) -> Result<Option<String>> {
+        let Some(key) = &self.layout_key else {
+            // One Redis holds one queue, under the original key names.
+            return Ok(None);
+        };
+        let count = self.shards.len();
+        // Redis 7: set when absent, and answer what was there.
+        let before: Option<String> = redis::cmd("SET")
+            .arg(key)
+            .arg(count)
+            .arg("NX")
+            .arg("GET")
+            .query_async(&mut self.conn().await?)
+            .await
+            .map_err(map_err)?;
+        Ok(before
+            .filter(|before| *before != count.to_string())
+            .map(|before| {
+                format!(
+                    "the queue on this Redis Cluster is split into {before} shards ({key}), but \
+                 redis.cluster.shards is {count}: tasks would be looked for in the wrong \
+                 shards. Set redis.cluster.shards back to {before}; to change it, drain the \
+                 queue, stop every server, delete {key}, and start them with the new count \
+                 (docs/operations.md, \"Redis Cluster\")."
+                )
+            }))
     }
 
     fn notices(&self) -> broadcast::Receiver<Notice> {

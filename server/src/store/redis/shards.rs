@@ -9,6 +9,9 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// The keys of the queue that every script declares, in this order (`lua/common.lua`).
+/// `events` names a channel and is never stored: while a shard's slot migrates, Redis
+/// refuses a script with a declared key missing on the node (ASK on the source, TRYAGAIN on
+/// the target), so no step runs on a slot half moved. Keep a never-stored key declared.
 pub(super) const QUEUE_KEYS: [&str; 8] = [
     "tasks", "leases", "delayed", "dead", "enqueued", "events", "alive", "resumed",
 ];

@@ -142,6 +142,13 @@ pub(super) async fn cluster(
                                     let _ = notices.send(Notice::Resync);
                                 }
                             }
+                            Some(PushInfo { kind: PushKind::SUnsubscribe, .. }) => {
+                                // Never asked for: the node gave the slot away (resharding)
+                                // and dropped its subscribers. Subscribe again where the
+                                // slots are now; the resync covers what passed meanwhile.
+                                warn!("A shard's slot moved; resubscribing to task events.");
+                                break;
+                            }
                             Some(PushInfo { kind: PushKind::Disconnection, .. }) => {
                                 // The node may be gone for good (a failed master): subscribe
                                 // again from scratch, where the slots are now.

@@ -25,6 +25,10 @@
 -- learns the ids it works on as it runs. Every key shares the prefix, so on a Redis Cluster
 -- a prefix that ends in a hash tag (`tm:{3}`) puts a queue and all its tasks' keys in one
 -- slot: a script's declared keys route it, and every key it builds is in the same slot.
+-- `events` is declared but never stored (it names a channel): while a shard's slot moves
+-- to another master, the missing key makes both nodes refuse the script (ASK, then
+-- TRYAGAIN) instead of running it on half the keys, so resharding pauses a shard and never
+-- splits a step.
 
 -- `PUBLISH` is set before this file: 'PUBLISH' on a standalone Redis, 'SPUBLISH' on a
 -- cluster, where a shard's events stay on the node that holds its slot.
