@@ -1,10 +1,12 @@
 //! The chaos suite: real faults against real processes, on loopback only.
 //!
-//! Each test runs one Redis and two server processes: tasks are submitted through the first
-//! and every status stream is read through the second. While tasks run, one fault is
-//! injected — Redis killed and started again on the same append-only file, frozen with
-//! SIGSTOP, stalled with `DEBUG SLEEP`, its connections turned half-open by a proxy, or the
-//! submitting server killed with SIGKILL again and again — and the test asserts:
+//! Each test runs one Redis (or a Redis Cluster of three masters, the queue in three shards)
+//! and two server processes: tasks are submitted through the first and every status stream
+//! is read through the second. While tasks run, one fault is injected — Redis (on a cluster:
+//! the master holding the most keys) killed and started again on the same append-only file,
+//! frozen with SIGSTOP, stalled with `DEBUG SLEEP`, its connections (on a cluster: those to
+//! every node) turned half-open by a proxy, or the submitting server killed with SIGKILL
+//! again and again — and the test asserts:
 //!
 //! - every accepted task reaches a terminal state (here COMPLETED: nothing fails on purpose);
 //! - no stream through the surviving server breaks: each ends Ok after the terminal state;
@@ -18,7 +20,7 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use support::{Proxy, Redis, ServerProcess};
+use support::{Proxy, Redis, RedisCluster, ServerProcess};
 use taskmanager_proto::pb;
 use taskmanager_proto::pb::task_manager_client::TaskManagerClient;
 use tokio::sync::Mutex;
@@ -33,11 +35,9 @@ const BEFORE: usize = 24;
 /// How long a whole test may take to settle once the fault is over.
 const SETTLE: Duration = Duration::from_secs(60);
 
-fn sets(redis_port: u16, redis: &Redis) -> Vec<String> {
-    let mut sets = support::fast_sets(redis);
-    sets.retain(|set| !set.starts_with("redis.port="));
+/// The timings every scenario shares, after the Redis settings in `sets`.
+fn with_workload(mut sets: Vec<String>) -> Vec<String> {
     sets.extend([
-        format!("redis.port={redis_port}"),
         "server.simulation.duration=1500ms".to_owned(),
         "server.workers.concurrency=4".to_owned(),
         "server.retries.max_attempts=5".to_owned(),
@@ -163,24 +163,25 @@ impl Fault {
     async fn inject(self, env: &mut Env) {
         match self {
             Self::RedisRestart => {
-                env.redis.kill();
+                let redis = env.backend.target();
+                redis.kill();
                 tokio::time::sleep(Duration::from_secs(3)).await;
-                env.redis.start_again();
+                redis.start_again();
             }
             Self::RedisFrozen => {
-                env.redis.signal("STOP");
+                let redis = env.backend.target();
+                redis.signal("STOP");
                 tokio::time::sleep(Duration::from_secs(4)).await;
-                env.redis.signal("CONT");
+                redis.signal("CONT");
             }
             Self::RedisDebugSleep => {
-                env.redis.send(&["DEBUG", "SLEEP", "3"]);
+                env.backend.target().send(&["DEBUG", "SLEEP", "3"]);
                 tokio::time::sleep(Duration::from_millis(3500)).await;
             }
             Self::HalfOpen => {
-                env.proxy
-                    .as_ref()
-                    .expect("a proxy")
-                    .black_hole_open_connections();
+                for proxy in &env.proxies {
+                    proxy.black_hole_open_connections();
+                }
                 tokio::time::sleep(Duration::from_secs(3)).await;
             }
             Self::KillServer => {
@@ -196,8 +197,8 @@ impl Fault {
 
 /// Runs the workload through a fault: `BEFORE` tasks submitted and watched before it, more
 /// submitted (and watched) right after it, then everything is waited for.
-async fn run(fault: Fault) -> Tally {
-    let mut env = Env::start(matches!(fault, Fault::HalfOpen)).await;
+async fn run(on: On, fault: Fault) -> Tally {
+    let mut env = Env::start(on, matches!(fault, Fault::HalfOpen)).await;
     let mut submitter = support::client(env.submitter.addr).await;
     let streamer = support::client(env.streamer.addr).await;
     let mut watchers = JoinSet::new();
@@ -228,34 +229,100 @@ async fn run(fault: Fault) -> Tally {
     while let Some(watched) = watchers.join_next().await {
         tally.add(&watched.expect("a watcher does not panic"));
     }
-    eprintln!("chaos {fault:?}: {tally:?}");
+    eprintln!("chaos {on:?} {fault:?}: {tally:?}");
     tally
 }
 
-/// Redis (maybe behind a proxy) and two servers.
+/// What the servers run on.
+#[derive(Clone, Copy, Debug)]
+enum On {
+    /// One Redis.
+    Redis,
+    /// A Redis Cluster of three masters without replicas (a fault on a master is not
+    /// failed over: it hits every task of that master's shard).
+    Cluster,
+}
+
+/// The Redis processes of a scenario.
+enum Backend {
+    Single(Redis),
+    Cluster(RedisCluster),
+}
+
+impl Backend {
+    /// The process a Redis fault hits: the one Redis, or the master holding the most keys.
+    fn target(&mut self) -> &mut Redis {
+        match self {
+            Self::Single(redis) => redis,
+            Self::Cluster(cluster) => cluster
+                .nodes
+                .iter_mut()
+                .max_by_key(|node| {
+                    let size = node.query(&["DBSIZE"]);
+                    size.trim()
+                        .trim_start_matches(':')
+                        .parse::<u64>()
+                        .unwrap_or(0)
+                })
+                .expect("a node"),
+        }
+    }
+}
+
+/// Redis (maybe behind proxies) and two servers.
 struct Env {
-    redis: Redis,
-    proxy: Option<Proxy>,
+    backend: Backend,
+    proxies: Vec<Proxy>,
     submitter: ServerProcess,
     streamer: ServerProcess,
     sets: Vec<String>,
 }
 
 impl Env {
-    async fn start(behind_proxy: bool) -> Self {
-        let redis = Redis::start();
-        let proxy = if behind_proxy {
-            Some(Proxy::start(redis.port).await)
-        } else {
-            None
+    async fn start(on: On, behind_proxy: bool) -> Self {
+        let (backend, proxies, sets) = match on {
+            On::Redis => {
+                let redis = Redis::start();
+                let proxies = if behind_proxy {
+                    vec![Proxy::start(redis.port).await]
+                } else {
+                    Vec::new()
+                };
+                let port = proxies.first().map_or(redis.port, |proxy| proxy.port);
+                let mut sets = support::fast_sets(&redis);
+                sets.retain(|set| !set.starts_with("redis.port="));
+                sets.push(format!("redis.port={port}"));
+                (Backend::Single(redis), proxies, sets)
+            }
+            On::Cluster => {
+                let cluster = RedisCluster::start(3, 0);
+                let proxies = if behind_proxy {
+                    cluster.behind_proxies().await
+                } else {
+                    Vec::new()
+                };
+                let ports = if behind_proxy {
+                    proxies.iter().map(|proxy| proxy.port).collect()
+                } else {
+                    cluster.ports()
+                };
+                let sets = support::fast_cluster_sets(&ports, 3);
+                (Backend::Cluster(cluster), proxies, sets)
+            }
         };
-        let port = proxy.as_ref().map_or(redis.port, |proxy| proxy.port);
-        let sets = sets(port, &redis);
+        let sets = with_workload(sets);
         let submitter = ServerProcess::start(&sets);
         let streamer = ServerProcess::start(&sets);
+        // Faults start from a working system: both servers connected and subscribed.
+        for server in [&submitter, &streamer] {
+            support::wait_until(Duration::from_secs(30), "the server is ready", || {
+                support::http_get(server.metrics_addr, "/readyz")
+                    .is_some_and(|(code, _)| code == 200)
+            });
+        }
         Self {
-            redis,
-            proxy,
+            backend,
+            proxies,
             submitter,
             streamer,
             sets,
@@ -276,33 +343,28 @@ fn assert_clean(tally: &Tally, double_runs_allowed: bool) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn redis_killed_and_restarted_on_its_append_only_file() {
-    let _turn = SERIAL.lock().await;
-    assert_clean(&run(Fault::RedisRestart).await, false);
+/// One test per backend and fault.
+macro_rules! scenarios {
+    ($($name:ident: $on:ident, $fault:ident, double_runs_allowed: $double:expr;)*) => {$(
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $name() {
+            let _turn = SERIAL.lock().await;
+            assert_clean(&run(On::$on, Fault::$fault).await, $double);
+        }
+    )*};
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn redis_frozen_with_sigstop() {
-    let _turn = SERIAL.lock().await;
-    assert_clean(&run(Fault::RedisFrozen).await, false);
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn redis_stalled_with_debug_sleep() {
-    let _turn = SERIAL.lock().await;
-    assert_clean(&run(Fault::RedisDebugSleep).await, false);
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn redis_connections_turned_half_open() {
-    let _turn = SERIAL.lock().await;
-    assert_clean(&run(Fault::HalfOpen).await, false);
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_submitting_server_killed_again_and_again() {
-    let _turn = SERIAL.lock().await;
-    // Tasks that ran on a killed server run again once their lease expires.
-    assert_clean(&run(Fault::KillServer).await, true);
+// Tasks that ran on a killed server run again once their lease expires: double runs are
+// allowed there only.
+scenarios! {
+    redis_killed_and_restarted_on_its_append_only_file: Redis, RedisRestart, double_runs_allowed: false;
+    redis_frozen_with_sigstop: Redis, RedisFrozen, double_runs_allowed: false;
+    redis_stalled_with_debug_sleep: Redis, RedisDebugSleep, double_runs_allowed: false;
+    redis_connections_turned_half_open: Redis, HalfOpen, double_runs_allowed: false;
+    the_submitting_server_killed_again_and_again: Redis, KillServer, double_runs_allowed: true;
+    cluster_master_killed_and_restarted_on_its_append_only_file: Cluster, RedisRestart, double_runs_allowed: false;
+    cluster_master_frozen_with_sigstop: Cluster, RedisFrozen, double_runs_allowed: false;
+    cluster_master_stalled_with_debug_sleep: Cluster, RedisDebugSleep, double_runs_allowed: false;
+    cluster_connections_turned_half_open: Cluster, HalfOpen, double_runs_allowed: false;
+    cluster_submitting_server_killed_again_and_again: Cluster, KillServer, double_runs_allowed: true;
 }
