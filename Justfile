@@ -17,9 +17,10 @@ up:
 ci:
     .ci/run
 
-# Benchmark the server against a local redis-server, with the Redis ceiling for comparison.
-bench tasks="5000" concurrency="32":
-    scripts/bench {{tasks}} {{concurrency}}
+# Benchmark the task manager beside the Redis ceiling, BullMQ and a 3-master Redis Cluster,
+# in one run (docs/benchmarks.md), e.g. `just bench --runs 3` or `just bench --scaling`.
+bench *args:
+    scripts/bench {{args}}
 
 # Inject faults against real processes (Redis restart, SIGSTOP, DEBUG SLEEP, half-open
 # connections, kill -9 of a server) and check that no task or stream is lost. CI runs it.

@@ -21,6 +21,14 @@ pub struct LoadPlan {
     pub concurrency: u32,
     /// Wait for each task to finish (end-to-end latency), or only submit.
     pub wait: bool,
+    /// Watch each task in the background and submit the next at once, instead of waiting
+    /// for it before the next submission: producers never wait for the work, as with a
+    /// queue whose producers and workers are separate processes.
+    pub detach: bool,
+    /// Submissions per second over all producers, or as fast as they go.
+    pub rate: Option<f64>,
+    /// Every task at this priority, or a random mix of the three.
+    pub priority: Option<pb::TaskPriority>,
 }
 
 /// Latency percentiles, in milliseconds.
@@ -98,6 +106,8 @@ impl LoadReport {
             "tasks": self.plan.tasks,
             "concurrency": self.plan.concurrency,
             "wait": self.plan.wait,
+            "detach": self.plan.detach,
+            "rate": self.plan.rate,
             "submitted": self.submitted,
             "rejected": self.rejected,
             "completed": self.completed,
@@ -112,13 +122,17 @@ impl LoadReport {
     /// The report for people.
     pub fn text(&self) -> String {
         let mut text = format!(
-            "load: {} tasks, concurrency {}, {}\n",
+            "load: {} tasks, concurrency {}{}, {}\n",
             self.plan.tasks,
             self.plan.concurrency,
-            if self.plan.wait {
-                "waiting for each task to finish"
-            } else {
-                "submit only"
+            self.plan
+                .rate
+                .map(|rate| format!(", {rate} tasks/s offered"))
+                .unwrap_or_default(),
+            match (self.plan.wait, self.plan.detach) {
+                (false, _) => "submit only",
+                (true, false) => "waiting for each task to finish",
+                (true, true) => "every task watched to its end in the background",
             }
         );
         text.push_str(&format!(
@@ -204,8 +218,20 @@ pub async fn run(
         let progress = progress.clone();
         workers.spawn(async move {
             let mut tally = Tally::default();
-            while next.fetch_add(1, Ordering::Relaxed) < plan.tasks {
-                let request = crate::example_task(&mut rand::rng());
+            let mut watches = tokio::task::JoinSet::new();
+            loop {
+                let n = next.fetch_add(1, Ordering::Relaxed);
+                if n >= plan.tasks {
+                    break;
+                }
+                if let Some(rate) = plan.rate {
+                    let due = started + Duration::from_secs_f64(n as f64 / rate);
+                    tokio::time::sleep_until(due.into()).await;
+                }
+                let mut request = crate::example_task(&mut rand::rng());
+                if let Some(priority) = plan.priority {
+                    request.set_priority(priority);
+                }
                 let begun = Instant::now();
                 let (id, span) = match crate::submit(&mut client, request).await {
                     Ok((response, span)) => (response.task_id, span),
@@ -221,17 +247,17 @@ pub async fn run(
                 if !plan.wait {
                     continue;
                 }
-                let mut quiet = Output::new(Style::Quiet);
-                match crate::watch(&client, &reconnect, &id, &mut quiet)
-                    .instrument(span)
-                    .await
-                {
-                    Ok(last) if last.state() == pb::TaskState::Completed => tally.completed += 1,
-                    _ => tally.failed += 1,
+                let watched = watch_one(client.clone(), reconnect.clone(), id, span, begun);
+                if plan.detach {
+                    watches.spawn(watched);
+                } else {
+                    tally.add(watched.await, progress.as_ref());
                 }
-                tally.end_to_end.push(begun.elapsed());
-                if let Some(progress) = &progress {
-                    progress.finished.inc(1);
+            }
+            while let Some(watched) = watches.join_next().await {
+                match watched {
+                    Ok(watched) => tally.add(watched, progress.as_ref()),
+                    Err(_) => tally.failed += 1,
                 }
             }
             tally
@@ -255,6 +281,36 @@ pub async fn run(
         submit_latency: Percentiles::of(&mut total.submit),
         end_to_end_latency: Percentiles::of(&mut total.end_to_end),
         plan,
+    }
+}
+
+/// Streams `id` until it ends: whether it completed, and how long since `begun`.
+async fn watch_one(
+    client: TaskManagerClient<Channel>,
+    reconnect: Reconnect,
+    id: String,
+    span: tracing::Span,
+    begun: Instant,
+) -> (bool, Duration) {
+    let mut quiet = Output::new(Style::Quiet);
+    let completed = matches!(
+        crate::watch(&client, &reconnect, &id, &mut quiet).instrument(span).await,
+        Ok(last) if last.state() == pb::TaskState::Completed
+    );
+    (completed, begun.elapsed())
+}
+
+impl Tally {
+    fn add(&mut self, (completed, took): (bool, Duration), progress: Option<&LoadProgress>) {
+        if completed {
+            self.completed += 1;
+        } else {
+            self.failed += 1;
+        }
+        self.end_to_end.push(took);
+        if let Some(progress) = progress {
+            progress.finished.inc(1);
+        }
     }
 }
 
