@@ -703,6 +703,69 @@ async fn a_claim_whose_answer_was_lost_is_handed_back(subject: Subject) {
     assert!(!store.unclaim(&again.token).await.expect("unclaim"));
 }
 
+/// Completing may claim the next task in the same step; where the store does not, the next
+/// claim takes it. Either way the order holds, and a rejected completion claims nothing.
+async fn completing_can_claim_the_next_task(subject: Subject) {
+    let store = subject.store.as_ref();
+    let first = submit(store, task("first", 2)).await;
+    let second = submit(store, task("second", 1)).await;
+    let third = submit(store, task("third", 0)).await;
+    let claimed = store
+        .claim(&token(), LEASE)
+        .await
+        .expect("claim")
+        .expect("a task");
+    assert_eq!(claimed.task.id, first);
+    let next_token = token();
+    let (finish, next) = store
+        .complete_and_claim(&first, &claimed.token, "done", &next_token, LEASE)
+        .await
+        .expect("complete and claim");
+    assert_eq!(finish, Finish::Done);
+    let done = store.get(&first).await.expect("get").expect("exists");
+    assert_eq!(
+        (done.state, done.result.as_str()),
+        (TaskState::Completed, "done")
+    );
+    let next = match next {
+        Some(next) => {
+            assert_eq!(next.token, next_token);
+            next
+        }
+        None => store
+            .claim(&token(), LEASE)
+            .await
+            .expect("claim")
+            .expect("a task"),
+    };
+    assert_eq!(
+        (next.task.id.as_str(), next.task.attempt),
+        (second.as_str(), 1)
+    );
+    let running = store.get(&second).await.expect("get").expect("exists");
+    assert_eq!(running.state, TaskState::InProgress);
+
+    // A completion that no longer holds the lease is rejected and claims nothing.
+    let (finish, none) = store
+        .complete_and_claim(&first, &claimed.token, "again", &token(), LEASE)
+        .await
+        .expect("complete and claim");
+    assert_eq!(finish, Finish::Stale);
+    assert!(none.is_none());
+    let waiting = store.get(&third).await.expect("get").expect("exists");
+    assert_eq!(waiting.state, TaskState::Queued);
+    let events = store.events_after(&first, 0).await.expect("events");
+    let states: Vec<TaskState> = events.iter().map(|event| event.state).collect();
+    assert_eq!(
+        states,
+        [
+            TaskState::Queued,
+            TaskState::InProgress,
+            TaskState::Completed
+        ]
+    );
+}
+
 async fn a_cap_on_waiting_tasks_refuses_whole_submissions(subject: Subject) {
     let store = subject.capped.as_deref().expect("a capped store");
     submit(store, task("one", 1)).await;
@@ -926,6 +989,7 @@ conformance!(
     release_hands_a_task_back_without_spending_an_attempt,
     tasks_handed_back_keep_their_place_in_the_queue,
     a_claim_whose_answer_was_lost_is_handed_back,
+    completing_can_claim_the_next_task,
     a_cap_on_waiting_tasks_refuses_whole_submissions,
     progress_and_events_are_sequenced,
     unknown_tasks_are_absent,
@@ -1033,4 +1097,46 @@ async fn shards_spread_over_a_cluster() {
     assert_eq!(seen.len(), 63, "every task is claimed");
     let depths = store.depths().await.expect("depths");
     assert_eq!((depths.pending.iter().sum::<u64>(), depths.leased), (0, 63));
+}
+
+/// On one Redis the next claim happens in the completion's own script, and a claim whose
+/// answer was lost there is handed back by its token like any other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_completion_claims_the_next_task_in_the_same_step() {
+    let subject = redis(Duration::from_millis(500)).await;
+    let store = subject.store.as_ref();
+    let first = submit(store, task("first", 1)).await;
+    let second = submit(store, task("second", 1)).await;
+    let claimed = store
+        .claim(&token(), LEASE)
+        .await
+        .expect("claim")
+        .expect("a task");
+    let next_token = token();
+    let (finish, next) = store
+        .complete_and_claim(&first, &claimed.token, "done", &next_token, LEASE)
+        .await
+        .expect("complete and claim");
+    assert_eq!(finish, Finish::Done);
+    let next = next.expect("claimed in the same step");
+    assert_eq!(next.task.id, second);
+    assert!(
+        next.waited.is_some(),
+        "the claim says how long the task waited"
+    );
+    // As if that answer had been lost: the worker hands back what its token holds.
+    assert!(store.unclaim(&next_token).await.expect("unclaim"));
+    let task = store.get(&second).await.expect("get").expect("exists");
+    assert_eq!((task.state, task.attempt), (TaskState::Queued, 0));
+    // With nothing left to run, the completion claims nothing.
+    let again = store
+        .claim(&token(), LEASE)
+        .await
+        .expect("claim")
+        .expect("a task");
+    let (finish, none) = store
+        .complete_and_claim(&second, &again.token, "done", &token(), LEASE)
+        .await
+        .expect("complete and claim");
+    assert_eq!((finish, none.is_none()), (Finish::Done, true));
 }

@@ -147,6 +147,23 @@ pub trait Store: Send + Sync + 'static {
     /// Completes a running attempt.
     async fn complete(&self, id: &str, token: &str, result: &str) -> Result<Finish>;
 
+    /// Completes the attempt as [`Store::complete`] and, in the same step where the store
+    /// can, claims the next runnable task under `next_token` as [`Store::claim`] would
+    /// (only when the completion was accepted). `None` for the claim means nothing was
+    /// claimed, not that nothing is runnable: claim as usual then. Where the answer is lost,
+    /// the task under `next_token` may be claimed ([`Store::unclaim`] hands it back).
+    async fn complete_and_claim(
+        &self,
+        id: &str,
+        token: &str,
+        result: &str,
+        next_token: &str,
+        lease: Duration,
+    ) -> Result<(Finish, Option<Claim>)> {
+        let _ = (next_token, lease);
+        Ok((self.complete(id, token, result).await?, None))
+    }
+
     /// Fails a running attempt: retried after `plan.delay`, or failed for good on its last
     /// attempt (or when `plan.permanent`).
     async fn fail(&self, id: &str, token: &str, error: &str, plan: RetryPlan) -> Result<Finish>;

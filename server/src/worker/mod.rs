@@ -126,7 +126,13 @@ enum Ending {
 impl Worker {
     async fn run(self) {
         let mut backoff = Duration::from_millis(50);
+        // A task claimed together with the last one's completion.
+        let mut next: Option<Claim> = None;
         while !self.stop.claiming.is_cancelled() {
+            if let Some(claim) = next.take() {
+                next = self.start(claim).await;
+                continue;
+            }
             let wake = self.hub.work_available();
             tokio::pin!(wake);
             wake.as_mut().enable();
@@ -134,37 +140,7 @@ impl Worker {
             match self.store.claim(&token, self.settings.lease).await {
                 Ok(Some(claim)) => {
                     backoff = Duration::from_millis(50);
-                    inc(&self.metrics.attempts);
-                    self.metrics
-                        .running
-                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    let span = tracing::info_span!(
-                        "task",
-                        task_id = %claim.task.id,
-                        attempt = claim.task.attempt,
-                        kind = %claim.task.kind,
-                        trace_id = tracing::field::Empty
-                    );
-                    if let Some(parent) = &claim.task.trace_parent {
-                        crate::telemetry::set_parent(&span, parent);
-                    }
-                    // Log lines of the attempt carry the trace id, for Grafana's
-                    // log-to-trace link.
-                    if let Some(trace_id) = crate::telemetry::trace_id(&span) {
-                        span.record("trace_id", trace_id.as_str());
-                    }
-                    if let Some(waited) = claim.waited {
-                        self.metrics
-                            .queue_wait
-                            .get_or_create(&PriorityLabels {
-                                priority: Priority::of(claim.task.priority),
-                            })
-                            .observe(waited.as_secs_f64(), exemplar(&span), None);
-                    }
-                    self.execute(claim).instrument(span).await;
-                    self.metrics
-                        .running
-                        .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+                    next = self.start(claim).await;
                 }
                 Ok(None) => {
                     tokio::select! {
@@ -183,6 +159,48 @@ impl Worker {
                 }
             }
         }
+        if let Some(claim) = next {
+            // Claimed with the last completion as the shutdown began: hand it back.
+            let task_id = claim.task.id.clone();
+            self.report(&task_id, || self.store.release(&task_id, &claim.token))
+                .await;
+        }
+    }
+
+    /// Runs one claimed task in its span, counting it as running meanwhile; the next task,
+    /// when the store claimed one with this one's completion.
+    async fn start(&self, claim: Claim) -> Option<Claim> {
+        inc(&self.metrics.attempts);
+        self.metrics
+            .running
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let span = tracing::info_span!(
+            "task",
+            task_id = %claim.task.id,
+            attempt = claim.task.attempt,
+            kind = %claim.task.kind,
+            trace_id = tracing::field::Empty
+        );
+        if let Some(parent) = &claim.task.trace_parent {
+            crate::telemetry::set_parent(&span, parent);
+        }
+        // Log lines of the attempt carry the trace id, for Grafana's log-to-trace link.
+        if let Some(trace_id) = crate::telemetry::trace_id(&span) {
+            span.record("trace_id", trace_id.as_str());
+        }
+        if let Some(waited) = claim.waited {
+            self.metrics
+                .queue_wait
+                .get_or_create(&PriorityLabels {
+                    priority: Priority::of(claim.task.priority),
+                })
+                .observe(waited.as_secs_f64(), exemplar(&span), None);
+        }
+        let next = self.execute(claim).instrument(span).await;
+        self.metrics
+            .running
+            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        next
     }
 
     /// Hands back whatever a failed claim under `token` may have leased, trying until the
@@ -215,7 +233,7 @@ impl Worker {
         }
     }
 
-    async fn execute(&self, claim: Claim) {
+    async fn execute(&self, claim: Claim) -> Option<Claim> {
         let Claim { task, token, .. } = claim;
         let task_id = task.id.clone();
         let attempt = task.attempt;
@@ -224,7 +242,7 @@ impl Worker {
         let Some(handler) = self.registry.get(&task.kind) else {
             let error = format!("no handler for task kind {:?}", task.kind);
             self.fail_permanently(&task_id, &token, &error, None).await;
-            return;
+            return None;
         };
         debug!(task_id, attempt, worker = self.index, "Running task.");
         let cancel = CancellationToken::new();
@@ -301,10 +319,7 @@ impl Worker {
                 self.count(done, &self.metrics.cancelled, Outcome::cancelled, &timing);
             }
             Ending::Finished(Ok(result)) => {
-                let done = self
-                    .report(&task_id, || self.store.complete(&task_id, &token, &result))
-                    .await;
-                self.count(done, &self.metrics.completed, Outcome::completed, &timing);
+                return self.complete(&task_id, &token, &result, &timing).await;
             }
             Ending::Finished(Err(HandlerError::Failed(error))) => {
                 let plan = RetryPlan {
@@ -321,6 +336,57 @@ impl Worker {
                     .await;
             }
         }
+        None
+    }
+
+    /// Records a completion and, while workers still claim, claims the next task in the
+    /// same step. When that answer is lost, the completion is reported again as usual and
+    /// whatever the lost claim may have leased is handed back.
+    async fn complete(
+        &self,
+        task_id: &str,
+        token: &str,
+        result: &str,
+        timing: &Timing,
+    ) -> Option<Claim> {
+        if !self.stop.claiming.is_cancelled() {
+            let next_token = uuid::Uuid::new_v4().to_string();
+            let fused = self
+                .store
+                .complete_and_claim(task_id, token, result, &next_token, self.settings.lease)
+                .await;
+            match fused {
+                Ok((finish, next)) => {
+                    if finish == Finish::Stale {
+                        warn!(
+                            task_id,
+                            "Outcome rejected: this worker no longer holds the lease."
+                        );
+                    }
+                    self.count(
+                        Some(finish),
+                        &self.metrics.completed,
+                        Outcome::completed,
+                        timing,
+                    );
+                    return next;
+                }
+                Err(error) => {
+                    debug!(%error, task_id, "Cannot record the outcome yet; retrying.");
+                    let done = self
+                        .report(task_id, || self.store.complete(task_id, token, result))
+                        .await;
+                    self.count(done, &self.metrics.completed, Outcome::completed, timing);
+                    self.unclaim(&next_token).await;
+                    return None;
+                }
+            }
+        }
+        let done = self
+            .report(task_id, || self.store.complete(task_id, token, result))
+            .await;
+        self.count(done, &self.metrics.completed, Outcome::completed, timing);
+        None
     }
 
     /// Fails the attempt for good: no further attempt, whatever is left. `timing` is the

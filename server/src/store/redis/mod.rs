@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
-use redis::{Client, FromRedisValue, RedisError, Script, ScriptInvocation};
+use redis::{Client, FromRedisValue, RedisError, Script, ScriptInvocation, Value};
 use tokio::sync::broadcast;
 use tracing::warn;
 
@@ -64,6 +64,7 @@ struct Scripts {
     renew: Script,
     progress: Script,
     complete: Script,
+    complete_claim: Script,
     fail: Script,
     cancelled: Script,
     release: Script,
@@ -85,6 +86,7 @@ impl Scripts {
             renew: script!(publish, ALLOW_OOM, "lua/renew.lua"),
             progress: script!(publish, ALLOW_OOM, "lua/progress.lua"),
             complete: script!(publish, ALLOW_OOM, "lua/complete.lua"),
+            complete_claim: script!(publish, ALLOW_OOM, "lua/complete_claim.lua"),
             fail: script!(publish, ALLOW_OOM, "lua/fail.lua"),
             cancelled: script!(publish, ALLOW_OOM, "lua/cancelled.lua"),
             release: script!(publish, ALLOW_OOM, "lua/release.lua"),
@@ -451,25 +453,27 @@ impl RedisStore {
             .arg(ms(lease))
             .on(self, shard)
             .await?;
-        let Some(flat) = flat else {
-            return Ok(None);
-        };
-        let fields = pairs(flat);
-        let runnable_ms = fields
-            .iter()
-            .find(|(name, _)| name == "runnable_ms")
-            .and_then(|(_, value)| std::str::from_utf8(value).ok()?.parse::<i64>().ok());
-        let task = parse_task(fields)?;
-        let waited = runnable_ms.map(|at| {
-            let ms = task.updated_ms.saturating_sub(at);
-            Duration::from_millis(u64::try_from(ms).unwrap_or(0))
-        });
-        Ok(Some(Claim {
-            task,
-            token: token.to_owned(),
-            waited,
-        }))
+        flat.map(|flat| claimed(flat, token)).transpose()
     }
+}
+
+/// The claim of a task from its hash as a claim script returns it.
+fn claimed(flat: Vec<Vec<u8>>, token: &str) -> Result<Claim> {
+    let fields = pairs(flat);
+    let runnable_ms = fields
+        .iter()
+        .find(|(name, _)| name == "runnable_ms")
+        .and_then(|(_, value)| std::str::from_utf8(value).ok()?.parse::<i64>().ok());
+    let task = parse_task(fields)?;
+    let waited = runnable_ms.map(|at| {
+        let ms = task.updated_ms.saturating_sub(at);
+        Duration::from_millis(u64::try_from(ms).unwrap_or(0))
+    });
+    Ok(Claim {
+        task,
+        token: token.to_owned(),
+        waited,
+    })
 }
 
 /// A message of the events channel: a status event, or a control notice.
@@ -648,6 +652,49 @@ impl Store for RedisStore {
             .on(self, self.shards.of_id(id))
             .await?;
         Ok(finish(code, false))
+    }
+
+    async fn complete_and_claim(
+        &self,
+        id: &str,
+        token: &str,
+        result: &str,
+        next_token: &str,
+        lease: Duration,
+    ) -> Result<(Finish, Option<Claim>)> {
+        if self.shards.len() > 1 {
+            // On several shards the next claim must start at the next shard in turn, not
+            // stay on this one, or a shard could be left waiting while this one has work.
+            return Ok((self.complete(id, token, result).await?, None));
+        }
+        let shard = self.shards.of_id(id);
+        let reply: Vec<Value> = Self::invocation(shard, &self.scripts.complete_claim)
+            .arg(id)
+            .arg(token)
+            .arg(result)
+            .arg(self.retention_ms)
+            .arg(next_token)
+            .arg(ms(lease))
+            .on(self, shard)
+            .await?;
+        let mut reply = reply.into_iter();
+        let code = match reply.next() {
+            Some(Value::Int(code)) => code,
+            other => {
+                return Err(StoreError::Corrupt(format!(
+                    "unexpected answer of complete_claim: {other:?}"
+                )));
+            }
+        };
+        let next = match reply.next() {
+            Some(task) => {
+                let flat: Vec<Vec<u8>> =
+                    redis::from_redis_value(task).map_err(|error| map_err(error.into()))?;
+                Some(claimed(flat, next_token)?)
+            }
+            None => None,
+        };
+        Ok((finish(code, false), next))
     }
 
     async fn fail(&self, id: &str, token: &str, error: &str, plan: RetryPlan) -> Result<Finish> {

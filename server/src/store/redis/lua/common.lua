@@ -137,3 +137,26 @@ local function holds(id, token)
   local h = redis.call('HMGET', task_key(id), 'state', 'token')
   return h[1] == 'IN_PROGRESS' and h[2] == token and token ~= ''
 end
+
+-- Takes the first runnable task and leases it to `token` (claim.lua, complete_claim.lua):
+-- the task's hash as a flat field/value list, or false when nothing is runnable.
+local function claim_one(token, lease_ms)
+  for _ = 1, 16 do
+    local popped = redis.call('ZPOPMIN', K.tasks)
+    if #popped == 0 then return false end
+    local id = popped[1]
+    local key = task_key(id)
+    if redis.call('EXISTS', key) == 1 then
+      local now = now_ms()
+      redis.call('HINCRBY', key, 'attempt', 1)
+      redis.call('HSET', key, 'state', 'IN_PROGRESS', 'token', token, 'progress', 0,
+        'updated_ms', now)
+      redis.call('ZADD', K.leases, now + lease_ms, id)
+      redis.call('SET', P .. 'claim:' .. token, id, 'PX', lease_ms + 60000)
+      emit(id, false)
+      return redis.call('HGETALL', key)
+    end
+    -- A pending id without its task cannot be run; dropping it is all that can be done.
+  end
+  return false
+end
