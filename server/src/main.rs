@@ -9,6 +9,11 @@ use stack_config::cli::StackArgs;
 use taskmanager_server::{Settings, open_store, serve};
 use tokio_util::sync::CancellationToken;
 
+/// mimalloc: with glibc's allocator, malloc and free took about a fifth of the server's CPU
+/// under load (docs/benchmarks.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// The TaskManager gRPC server.
 #[derive(Debug, Parser)]
 #[command(name = "taskmanager-server", version, about)]
