@@ -6,6 +6,8 @@ local key = task_key(id)
 local state = redis.call('HGET', key, 'state')
 if not state then return { 'missing', '' } end
 if state == 'QUEUED' then
+  redis.call('ZREM', K.tasks, id)
+  redis.call('ZREM', K.delayed, id)
   finish(id, 'CANCELLED', { 'error', reason }, retention_ms, now_ms())
   return { 'cancelled', 'CANCELLED' }
 end

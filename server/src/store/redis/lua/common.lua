@@ -39,9 +39,14 @@ local K = {
   enqueued = KEYS[5], events = KEYS[6], alive = KEYS[7], resumed = KEYS[8],
 }
 
+-- Redis's clock, read once per script: one step happens at one instant.
+local NOW
 local function now_ms()
-  local t = redis.call('TIME')
-  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  if not NOW then
+    local t = redis.call('TIME')
+    NOW = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  end
+  return NOW
 end
 
 local function task_key(id) return P .. 'task:' .. id end
@@ -62,23 +67,28 @@ end
 -- whose task just entered the pending set: it wakes one idle worker per server, and no
 -- other event wakes any. `due_in` (ms) marks a task that entered the delayed set: servers
 -- look at the delayed set again when it comes due, not on a timer.
+-- Records `event` (the fields of `emit`'s event, its sequence number already taken) as the
+-- task's next event. For a script that knows the task's fields without reading them back.
+local function announce(id, event, runnable, due_in)
+  if runnable then event.run = 1 end
+  if due_in then event.due = due_in end
+  local encoded = cjson.encode(event)
+  redis.call('SET', P .. 'task_status:' .. id, event.state)
+  redis.call('RPUSH', P .. 'task_events:' .. id, encoded)
+  redis.call(PUBLISH, K.events, encoded)
+  return event.seq
+end
+
 local function emit(id, runnable, due_in)
   local key = task_key(id)
   local seq = redis.call('HINCRBY', key, 'seq', 1)
   local h = redis.call('HMGET', key, 'state', 'progress', 'attempt', 'max_attempts', 'result',
     'error', 'updated_ms')
-  local fields = {
+  return announce(id, {
     id = id, seq = seq, state = h[1], progress = tonumber(h[2]), attempt = tonumber(h[3]),
     max_attempts = tonumber(h[4]), result = h[5] or '', error = h[6] or '',
     ts = tonumber(h[7]),
-  }
-  if runnable then fields.run = 1 end
-  if due_in then fields.due = due_in end
-  local event = cjson.encode(fields)
-  redis.call('SET', P .. 'task_status:' .. id, h[1])
-  redis.call('RPUSH', P .. 'task_events:' .. id, event)
-  redis.call(PUBLISH, K.events, event)
-  return seq
+  }, runnable, due_in)
 end
 
 -- A terminal task expires, with everything that belongs to it, after the retention.
@@ -91,13 +101,12 @@ local function expire_terminal(id, retention_ms)
   if idem and idem ~= '' then redis.call('PEXPIRE', P .. 'idem:' .. idem, retention_ms) end
 end
 
--- Moves a task to a terminal state.
+-- Moves a task that was running (or, from cancel.lua, waiting: that script takes it out of
+-- the pending and delayed sets itself) to a terminal state.
 local function finish(id, state, fields, retention_ms, now)
   local key = task_key(id)
   redis.call('HSET', key, 'state', state, 'token', '', 'updated_ms', now, unpack(fields))
   redis.call('ZREM', K.leases, id)
-  redis.call('ZREM', K.tasks, id)
-  redis.call('ZREM', K.delayed, id)
   if state == 'FAILED' then redis.call('ZADD', K.dead, now, id) end
   emit(id, false)
   expire_terminal(id, retention_ms)
@@ -149,12 +158,21 @@ local function claim_one(token, lease_ms)
     if redis.call('EXISTS', key) == 1 then
       local now = now_ms()
       redis.call('HINCRBY', key, 'attempt', 1)
+      redis.call('HINCRBY', key, 'seq', 1)
       redis.call('HSET', key, 'state', 'IN_PROGRESS', 'token', token, 'progress', 0,
         'updated_ms', now)
       redis.call('ZADD', K.leases, now + lease_ms, id)
       redis.call('SET', P .. 'claim:' .. token, id, 'PX', lease_ms + 60000)
-      emit(id, false)
-      return redis.call('HGETALL', key)
+      -- The event is built from the hash the claim returns anyway, not read twice.
+      local flat = redis.call('HGETALL', key)
+      local h = {}
+      for i = 1, #flat, 2 do h[flat[i]] = flat[i + 1] end
+      announce(id, {
+        id = id, seq = tonumber(h.seq), state = 'IN_PROGRESS', progress = 0,
+        attempt = tonumber(h.attempt), max_attempts = tonumber(h.max_attempts),
+        result = h.result or '', error = h.error or '', ts = now,
+      })
+      return flat
     end
     -- A pending id without its task cannot be run; dropping it is all that can be done.
   end

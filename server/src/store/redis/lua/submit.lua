@@ -31,18 +31,27 @@ while i <= #ARGV do
     out[#out + 1] = existing
     out[#out + 1] = 1
   else
-    redis.call('HSET', task_key(id), 'id', id, 'description', description, 'priority', priority,
-      'number1', n1, 'number2', n2, 'kind', kind, 'payload', payload, 'idem', idem,
-      'state', 'QUEUED', 'attempt', 0, 'max_attempts', max_attempts, 'progress', 0,
-      'result', '', 'error', '', 'created_ms', now, 'updated_ms', now, 'seq', 0, 'token', '',
-      'cancel', 0, 'trace', trace)
-    if idem ~= '' then redis.call('SET', P .. 'idem:' .. idem, id) end
+    -- As enqueue, with the queue position and the first event written with the task
+    -- instead of read back.
+    local place = {}
     if delay > 0 then
       redis.call('ZADD', K.delayed, now + delay, id)
     else
-      enqueue(id, priority)
+      local score = (2 - tonumber(priority)) * 1099511627776 + redis.call('INCR', K.enqueued)
+      redis.call('ZADD', K.tasks, score, id)
+      place = { 'qscore', score, 'runnable_ms', now }
     end
-    if delay > 0 then emit(id, false, delay) else emit(id, true) end
+    redis.call('HSET', task_key(id), 'id', id, 'description', description, 'priority', priority,
+      'number1', n1, 'number2', n2, 'kind', kind, 'payload', payload, 'idem', idem,
+      'state', 'QUEUED', 'attempt', 0, 'max_attempts', max_attempts, 'progress', 0,
+      'result', '', 'error', '', 'created_ms', now, 'updated_ms', now, 'seq', 1, 'token', '',
+      'cancel', 0, 'trace', trace, unpack(place))
+    if idem ~= '' then redis.call('SET', P .. 'idem:' .. idem, id) end
+    local event = {
+      id = id, seq = 1, state = 'QUEUED', progress = 0, attempt = 0,
+      max_attempts = tonumber(max_attempts), result = '', error = '', ts = now,
+    }
+    if delay > 0 then announce(id, event, false, delay) else announce(id, event, true) end
     out[#out + 1] = id
     out[#out + 1] = 0
   end
