@@ -7,6 +7,10 @@ use clap::Parser;
 use taskmanager_client::EXIT_USAGE;
 use taskmanager_client::commands::{Args, run};
 
+/// mimalloc, as the server: `load` keeps thousands of streams and tasks in flight.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let args = Args::parse();
     let runtime = match tokio::runtime::Runtime::new() {

@@ -478,6 +478,11 @@ fn claimed(flat: Vec<Vec<u8>>, token: &str) -> Result<Claim> {
 
 /// A message of the events channel: a status event, or a control notice.
 pub(super) fn parse_notice(payload: &[u8]) -> Option<Notice> {
+    // Nearly every message is a status event: read it straight into one (a notice has
+    // neither `id` nor `seq`), and only the rare notice through a generic value.
+    if let Ok(event) = serde_json::from_slice::<TaskEvent>(payload) {
+        return Some(Notice::Event(event));
+    }
     let value: serde_json::Value = serde_json::from_slice(payload).ok()?;
     if let Some(id) = value.get("cancel").and_then(|id| id.as_str()) {
         let token = value.get("token").and_then(|t| t.as_str()).unwrap_or("");
@@ -929,5 +934,33 @@ impl Store for RedisStore {
 
     fn notices(&self) -> broadcast::Receiver<Notice> {
         self.notices.subscribe()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_of_the_events_channel() {
+        let event = br#"{"id":"t1","seq":2,"state":"IN_PROGRESS","progress":0,"attempt":1,
+            "max_attempts":3,"result":"","error":"","ts":7,"run":1}"#;
+        match parse_notice(event) {
+            Some(Notice::Event(event)) => {
+                assert_eq!((event.id.as_str(), event.seq), ("t1", 2));
+                assert_eq!(event.state, TaskState::InProgress);
+                assert!(event.runnable);
+            }
+            other => panic!("an event: {other:?}"),
+        }
+        assert!(matches!(
+            parse_notice(br#"{"cancel":"t1","token":"k"}"#),
+            Some(Notice::Cancel { task_id, token }) if task_id == "t1" && token == "k"
+        ));
+        assert!(matches!(
+            parse_notice(br#"{"wake":3}"#),
+            Some(Notice::Wake(3))
+        ));
+        assert!(parse_notice(b"not json").is_none());
     }
 }
