@@ -109,7 +109,7 @@ impl TaskManagerService {
             ));
         }
         Ok(NewTask {
-            id: uuid::Uuid::new_v4().to_string(),
+            id: crate::task::random_id(),
             description: request.task_description,
             priority,
             number1: request.number1,

@@ -136,7 +136,7 @@ impl Worker {
             let wake = self.hub.work_available();
             tokio::pin!(wake);
             wake.as_mut().enable();
-            let token = uuid::Uuid::new_v4().to_string();
+            let token = crate::task::random_id();
             match self.store.claim(&token, self.settings.lease).await {
                 Ok(Some(claim)) => {
                     backoff = Duration::from_millis(50);
@@ -350,7 +350,7 @@ impl Worker {
         timing: &Timing,
     ) -> Option<Claim> {
         if !self.stop.claiming.is_cancelled() {
-            let next_token = uuid::Uuid::new_v4().to_string();
+            let next_token = crate::task::random_id();
             let fused = self
                 .store
                 .complete_and_claim(task_id, token, result, &next_token, self.settings.lease)

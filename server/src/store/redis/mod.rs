@@ -413,7 +413,7 @@ impl RedisStore {
                 .as_deref()
                 .map_or(others, |key| shards.index_of(key));
             while shards.index_of(&task.id) != target {
-                task.id = uuid::Uuid::new_v4().to_string();
+                task.id = crate::task::random_id();
             }
             groups.entry(target).or_default().push((index, task));
         }
