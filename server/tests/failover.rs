@@ -101,6 +101,25 @@ async fn watch(
     }
 }
 
+/// Waits for every watch: each stream showed every sequence number once, in order, and
+/// ended COMPLETED. How many completed, and how many times streams were opened again.
+async fn settle(watches: &mut JoinSet<(String, Vec<u64>, String, u32)>) -> (usize, u32) {
+    let mut completed = 0;
+    let mut reopened = 0;
+    while let Some(watched) = watches.join_next().await {
+        let (id, sequences, last, again) = watched.expect("a watch");
+        let expected: Vec<u64> = (1..=sequences.len() as u64).collect();
+        assert_eq!(
+            sequences, expected,
+            "{id}: every sequence number once, in order"
+        );
+        assert_eq!(last, "COMPLETED", "{id} completed");
+        completed += 1;
+        reopened += again;
+    }
+    (completed, reopened)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_master_killed_loses_no_acknowledged_task() {
     let mut cluster = RedisCluster::start(3, 1);
@@ -177,19 +196,7 @@ async fn a_master_killed_loses_no_acknowledged_task() {
         ids.push(id);
     }
 
-    let mut completed = 0;
-    let mut reopened = 0;
-    while let Some(watched) = watches.join_next().await {
-        let (id, sequences, last, again) = watched.expect("a watch");
-        let expected: Vec<u64> = (1..=sequences.len() as u64).collect();
-        assert_eq!(
-            sequences, expected,
-            "{id}: every sequence number once, in order"
-        );
-        assert_eq!(last, "COMPLETED", "{id} completed");
-        completed += 1;
-        reopened += again;
-    }
+    let (completed, reopened) = settle(&mut watches).await;
     eprintln!(
         "failover: a replica took over {promoted:?} after the kill; {completed} tasks \
          completed, {reopened} streams reopened, all settled {:?} after the kill",
@@ -299,19 +306,7 @@ async fn a_shard_moved_to_another_master_loses_no_task() {
         watches.spawn(watch(client.clone(), id.clone()));
         ids.push(id);
     }
-    let mut completed = 0;
-    let mut reopened = 0;
-    while let Some(watched) = watches.join_next().await {
-        let (id, sequences, last, again) = watched.expect("a watch");
-        let expected: Vec<u64> = (1..=sequences.len() as u64).collect();
-        assert_eq!(
-            sequences, expected,
-            "{id}: every sequence number once, in order"
-        );
-        assert_eq!(last, "COMPLETED", "{id} completed");
-        completed += 1;
-        reopened += again;
-    }
+    let (completed, reopened) = settle(&mut watches).await;
     eprintln!(
         "resharding: {moved} keys of slot {slot} moved in {migration:?}; {completed} tasks \
          completed, {reopened} streams reopened"
