@@ -57,10 +57,7 @@ async fn submit(client: &mut TaskManagerClient<Channel>, n: usize) -> String {
 
 /// The sequence numbers and the last status of one stream, opened from the start and read
 /// until it ends; a stream that breaks is opened again after its last sequence number.
-async fn watch(
-    mut client: TaskManagerClient<Channel>,
-    id: String,
-) -> (String, Vec<u64>, String, u32) {
+async fn watch(mut client: TaskManagerClient<Channel>, id: String) -> Watched {
     let deadline = Instant::now() + SETTLE;
     let mut sequences = Vec::new();
     let mut last = String::new();
@@ -101,9 +98,40 @@ async fn watch(
     }
 }
 
+/// What a stream's watch saw: the task, its sequence numbers, its last status, and how many
+/// times it was opened again.
+type Watched = (String, Vec<u64>, String, u32);
+
+/// A server on `settings` with 24 tasks submitted and watched, half a second into their
+/// run: the server, its client, the task ids and the watches.
+async fn busy(
+    settings: taskmanager_server::Settings,
+) -> (
+    taskmanager_server::Running,
+    TaskManagerClient<Channel>,
+    Vec<String>,
+    JoinSet<Watched>,
+) {
+    let store = open_store(&settings).expect("a store");
+    let server = start(settings, store, "127.0.0.1:0".parse().expect("an address"))
+        .await
+        .expect("the server starts");
+    let mut client = support::client(server.addr).await;
+    let mut ids = Vec::new();
+    for n in 0..24 {
+        ids.push(submit(&mut client, n).await);
+    }
+    let mut watches = JoinSet::new();
+    for id in &ids {
+        watches.spawn(watch(client.clone(), id.clone()));
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    (server, client, ids, watches)
+}
+
 /// Waits for every watch: each stream showed every sequence number once, in order, and
 /// ended COMPLETED. How many completed, and how many times streams were opened again.
-async fn settle(watches: &mut JoinSet<(String, Vec<u64>, String, u32)>) -> (usize, u32) {
+async fn settle(watches: &mut JoinSet<Watched>) -> (usize, u32) {
     let mut completed = 0;
     let mut reopened = 0;
     while let Some(watched) = watches.join_next().await {
@@ -144,21 +172,7 @@ async fn a_master_killed_loses_no_acknowledged_task() {
         settings.redis.cluster.as_ref().map(|c| c.nodes.len()),
         Some(6)
     );
-    let store = open_store(&settings).expect("a store");
-    let server = start(settings, store, "127.0.0.1:0".parse().expect("an address"))
-        .await
-        .expect("the server starts");
-    let mut client = support::client(server.addr).await;
-
-    let mut ids = Vec::new();
-    for n in 0..24 {
-        ids.push(submit(&mut client, n).await);
-    }
-    let mut watches = JoinSet::new();
-    for id in &ids {
-        watches.spawn(watch(client.clone(), id.clone()));
-    }
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (server, mut client, mut ids, mut watches) = busy(settings).await;
 
     // Kill a master that holds some of the queue; its replica takes over.
     let master = cluster
@@ -227,21 +241,7 @@ async fn a_shard_moved_to_another_master_loses_no_task() {
         "redis.command_timeout=1s".to_owned(),
     ]);
     let settings = support::settings(&sets);
-    let store = open_store(&settings).expect("a store");
-    let server = start(settings, store, "127.0.0.1:0".parse().expect("an address"))
-        .await
-        .expect("the server starts");
-    let mut client = support::client(server.addr).await;
-
-    let mut ids = Vec::new();
-    for n in 0..24 {
-        ids.push(submit(&mut client, n).await);
-    }
-    let mut watches = JoinSet::new();
-    for id in &ids {
-        watches.spawn(watch(client.clone(), id.clone()));
-    }
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (server, mut client, mut ids, mut watches) = busy(settings).await;
 
     // The shard of the master with the most keys moves to the next master.
     let size = |node: &support::Redis| {
