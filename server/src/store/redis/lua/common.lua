@@ -147,6 +147,29 @@ local function holds(id, token)
   return h[1] == 'IN_PROGRESS' and h[2] == token and token ~= ''
 end
 
+-- Completes the running task `id` if `token` holds its lease, as finish would, with the
+-- task read once: true, or false when the lease is lost.
+local function complete_running(id, token, result, retention_ms)
+  local key = task_key(id)
+  local h = redis.call('HMGET', key, 'state', 'token', 'seq', 'attempt', 'max_attempts', 'idem')
+  if not (h[1] == 'IN_PROGRESS' and h[2] == token and token ~= '') then return false end
+  local now = now_ms()
+  local seq = tonumber(h[3]) + 1
+  redis.call('HSET', key, 'state', 'COMPLETED', 'token', '', 'updated_ms', now,
+    'result', result, 'progress', 100, 'error', '', 'seq', seq)
+  redis.call('ZREM', K.leases, id)
+  announce(id, {
+    id = id, seq = seq, state = 'COMPLETED', progress = 100, attempt = tonumber(h[4]),
+    max_attempts = tonumber(h[5]), result = result, error = '', ts = now,
+  })
+  redis.call('PEXPIRE', key, retention_ms)
+  redis.call('PEXPIRE', P .. 'task_status:' .. id, retention_ms)
+  redis.call('PEXPIRE', P .. 'task_events:' .. id, retention_ms)
+  local idem = h[6]
+  if idem and idem ~= '' then redis.call('PEXPIRE', P .. 'idem:' .. idem, retention_ms) end
+  return true
+end
+
 -- Takes the first runnable task and leases it to `token` (claim.lua, complete_claim.lua):
 -- the task's hash as a flat field/value list, or false when nothing is runnable.
 local function claim_one(token, lease_ms)
@@ -155,21 +178,28 @@ local function claim_one(token, lease_ms)
     if #popped == 0 then return false end
     local id = popped[1]
     local key = task_key(id)
-    if redis.call('EXISTS', key) == 1 then
+    -- The hash is read once: its absence drops the id, and the claim's answer and its
+    -- event are built from it with the fields the claim changes.
+    local flat = redis.call('HGETALL', key)
+    if #flat > 0 then
       local now = now_ms()
-      redis.call('HINCRBY', key, 'attempt', 1)
-      redis.call('HINCRBY', key, 'seq', 1)
-      redis.call('HSET', key, 'state', 'IN_PROGRESS', 'token', token, 'progress', 0,
-        'updated_ms', now)
-      redis.call('ZADD', K.leases, now + lease_ms, id)
-      redis.call('SET', P .. 'claim:' .. token, id, 'PX', lease_ms + 60000)
-      -- The event is built from the hash the claim returns anyway, not read twice.
-      local flat = redis.call('HGETALL', key)
       local h = {}
       for i = 1, #flat, 2 do h[flat[i]] = flat[i + 1] end
+      local changed = {
+        attempt = tonumber(h.attempt) + 1, seq = tonumber(h.seq) + 1, state = 'IN_PROGRESS',
+        token = token, progress = 0, updated_ms = now,
+      }
+      redis.call('HSET', key, 'attempt', changed.attempt, 'seq', changed.seq,
+        'state', 'IN_PROGRESS', 'token', token, 'progress', 0, 'updated_ms', now)
+      redis.call('ZADD', K.leases, now + lease_ms, id)
+      redis.call('SET', P .. 'claim:' .. token, id, 'PX', lease_ms + 60000)
+      for i = 1, #flat, 2 do
+        local value = changed[flat[i]]
+        if value ~= nil then flat[i + 1] = tostring(value) end
+      end
       announce(id, {
-        id = id, seq = tonumber(h.seq), state = 'IN_PROGRESS', progress = 0,
-        attempt = tonumber(h.attempt), max_attempts = tonumber(h.max_attempts),
+        id = id, seq = changed.seq, state = 'IN_PROGRESS', progress = 0,
+        attempt = changed.attempt, max_attempts = tonumber(h.max_attempts),
         result = h.result or '', error = h.error or '', ts = now,
       })
       return flat

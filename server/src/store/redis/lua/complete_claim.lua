@@ -4,9 +4,7 @@
 -- Returns {1, the claimed task's hash}, {1} when nothing is runnable, or {0} when `token` no
 -- longer holds the lease (the completion is rejected and nothing is claimed).
 local id, token, result, retention_ms = ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5])
-if not holds(id, token) then return { 0 } end
-finish(id, 'COMPLETED', { 'result', result, 'progress', 100, 'error', '' }, retention_ms,
-  now_ms())
+if not complete_running(id, token, result, retention_ms) then return { 0 } end
 local claimed = claim_one(ARGV[6], tonumber(ARGV[7]))
 if claimed then return { 1, claimed } end
 return { 1 }
