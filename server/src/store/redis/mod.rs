@@ -162,6 +162,9 @@ pub struct RedisStore {
     shards: Arc<Shards>,
     /// On a cluster, the key that records how many shards the queue is split into.
     layout_key: Option<String>,
+    /// Whether the queue's recorded shard count has been found equal to this store's (or
+    /// recorded by it); until then submissions and claims check it first.
+    layout_ok: Arc<AtomicBool>,
     wait: Option<WaitOptions>,
     /// The longest one call may take: connecting, the command (with the client's retries)
     /// and waiting for replicas.
@@ -282,6 +285,7 @@ impl RedisStore {
                 .cluster
                 .as_ref()
                 .map(|_| format!("{}shards", options.prefix)),
+            layout_ok: Arc::new(AtomicBool::new(false)),
             wait: options.wait.clone().filter(|wait| wait.replicas > 0),
             deadline: options.connect_timeout
                 + options.command_timeout * 3
@@ -298,6 +302,18 @@ impl RedisStore {
             subscribed,
             _subscriber: Arc::new(AbortOnDrop(subscriber.abort_handle())),
         })
+    }
+
+    /// Refuses work until the queue's shard count is known to be this store's: a task
+    /// placed in shards the queue does not have would be found by no one. Checked once.
+    async fn check_layout(&self) -> Result<()> {
+        if self.layout_key.is_none() || self.layout_ok.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        match self.layout_conflict().await? {
+            None => Ok(()),
+            Some(reason) => Err(StoreError::Unavailable(reason)),
+        }
     }
 
     /// The command connection.
@@ -561,6 +577,7 @@ fn finish(code: i64, retry: bool) -> Finish {
 #[async_trait]
 impl Store for RedisStore {
     async fn submit(&self, tasks: Vec<NewTask>) -> Result<Vec<Submitted>> {
+        self.check_layout().await?;
         let count = tasks.len();
         let mut out: Vec<Option<Submitted>> = (0..count).map(|_| None).collect();
         // One script per shard: all of a shard's tasks are accepted together or not at all.
@@ -606,6 +623,7 @@ impl Store for RedisStore {
     }
 
     async fn claim(&self, token: &str, lease: Duration) -> Result<Option<Claim>> {
+        self.check_layout().await?;
         // Each claim starts at another shard, so that workers drain all of them; a shard
         // that cannot be reached does not keep the others' tasks from running.
         let mut failed = None;
@@ -919,17 +937,17 @@ impl Store for RedisStore {
             .query_async(&mut self.conn().await?)
             .await
             .map_err(map_err)?;
-        Ok(before
-            .filter(|before| *before != count.to_string())
-            .map(|before| {
-                format!(
-                    "the queue on this Redis Cluster is split into {before} shards ({key}), but \
+        let conflict = before.filter(|before| *before != count.to_string());
+        self.layout_ok.store(conflict.is_none(), Ordering::Relaxed);
+        Ok(conflict.map(|before| {
+            format!(
+                "the queue on this Redis Cluster is split into {before} shards ({key}), but \
                  redis.cluster.shards is {count}: tasks would be looked for in the wrong \
                  shards. Set redis.cluster.shards back to {before}; to change it, drain the \
                  queue, stop every server, delete {key}, and start them with the new count \
                  (docs/operations.md, \"Redis Cluster\")."
-                )
-            }))
+            )
+        }))
     }
 
     fn notices(&self) -> broadcast::Receiver<Notice> {
