@@ -92,9 +92,10 @@ local function emit(id, runnable, due_in)
 end
 
 -- A terminal task expires, with everything that belongs to it, after the retention.
-local function expire_terminal(id, retention_ms)
+-- `idem` is the task's idempotency key when the caller has read it already.
+local function expire_terminal(id, retention_ms, idem)
   local key = task_key(id)
-  local idem = redis.call('HGET', key, 'idem')
+  if idem == nil then idem = redis.call('HGET', key, 'idem') end
   redis.call('PEXPIRE', key, retention_ms)
   redis.call('PEXPIRE', P .. 'task_status:' .. id, retention_ms)
   redis.call('PEXPIRE', P .. 'task_events:' .. id, retention_ms)
@@ -162,11 +163,7 @@ local function complete_running(id, token, result, retention_ms)
     id = id, seq = seq, state = 'COMPLETED', progress = 100, attempt = tonumber(h[4]),
     max_attempts = tonumber(h[5]), result = result, error = '', ts = now,
   })
-  redis.call('PEXPIRE', key, retention_ms)
-  redis.call('PEXPIRE', P .. 'task_status:' .. id, retention_ms)
-  redis.call('PEXPIRE', P .. 'task_events:' .. id, retention_ms)
-  local idem = h[6]
-  if idem and idem ~= '' then redis.call('PEXPIRE', P .. 'idem:' .. idem, retention_ms) end
+  expire_terminal(id, retention_ms, h[6] or '')
   return true
 end
 
