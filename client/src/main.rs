@@ -12,6 +12,7 @@ use taskmanager_client::commands::{Args, run};
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
+    no_transparent_huge_pages();
     let args = Args::parse();
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
@@ -27,4 +28,13 @@ fn main() -> ExitCode {
             ExitCode::from(failure.code)
         }
     }
+}
+
+/// Turns transparent huge pages off for this process. mimalloc asks the kernel for them, and
+/// where it grants them (THP `madvise` or `always`) the first touch of each 2 MiB page zeroes
+/// all of it while the thread waits: a fifth of the load client's CPU, and a stall of a
+/// fraction of a millisecond on each fault (docs/benchmarks.md). Redis advises the same.
+fn no_transparent_huge_pages() {
+    #[cfg(target_os = "linux")]
+    let _ = rustix::thread::disable_transparent_huge_pages(true);
 }

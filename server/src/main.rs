@@ -64,6 +64,7 @@ fn probe(url: &str) -> bool {
 }
 
 fn main() -> ExitCode {
+    no_transparent_huge_pages();
     let args = Args::parse();
     if let Some(Command::Probe { url }) = &args.command {
         return if probe(url) {
@@ -163,4 +164,13 @@ async fn signals(shutdown: CancellationToken) {
         _ = int.recv() => {}
     }
     shutdown.cancel();
+}
+
+/// Turns transparent huge pages off for this process. mimalloc asks the kernel for them, and
+/// where it grants them (THP `madvise` or `always`) the first touch of each 2 MiB page zeroes
+/// all of it while the thread waits: a stall of a fraction of a millisecond on each fault
+/// (docs/benchmarks.md). Redis advises the same for itself.
+fn no_transparent_huge_pages() {
+    #[cfg(target_os = "linux")]
+    let _ = rustix::thread::disable_transparent_huge_pages(true);
 }
