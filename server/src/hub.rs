@@ -277,6 +277,7 @@ mod tests {
             ts: 0,
             runnable,
             due_in_ms: None,
+            by: None,
         }
     }
 

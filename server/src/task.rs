@@ -212,6 +212,10 @@ pub struct TaskEvent {
     /// delayed set should be looked at again then.
     #[serde(default, rename = "due")]
     pub due_in_ms: Option<u64>,
+    /// On a task's first event in Redis: the server that submitted it, which is registered
+    /// as streaming it (`lua/submit.lua`).
+    #[serde(default)]
+    pub by: Option<String>,
 }
 
 /// A Lua flag: `1` (or `true`) when set.

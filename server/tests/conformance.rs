@@ -803,6 +803,9 @@ async fn progress_and_events_are_sequenced(subject: Subject) {
     let store = subject.store.as_ref();
     let mut notices = store.notices();
     let id = submit(store, task("steps", 1)).await;
+    // Streamed from here on: the task's events reach this process's notices.
+    let history = store.watch_events(&id, 0).await.expect("watch");
+    assert_eq!(history.len(), 1, "the first event is in the history");
     let claim = store
         .claim(&token(), LEASE)
         .await
@@ -838,20 +841,134 @@ async fn progress_and_events_are_sequenced(subject: Subject) {
     );
     assert_eq!(events[5].result, "done");
     assert_eq!(store.events_after(&id, 4).await.expect("events").len(), 2);
-    // The same events reach every subscriber, in order.
+    // The same events reach every subscriber, in order. The first is only recorded: no
+    // stream can watch a task before its submission is answered; its wake-up is published.
     let mut seen = Vec::new();
+    let mut woken = 0;
     tokio::time::timeout(Duration::from_secs(5), async {
-        while seen.len() < 6 {
-            if let Ok(Notice::Event(event)) = notices.recv().await
-                && event.id == id
-            {
-                seen.push(event.seq);
+        while seen.len() < 5 {
+            match notices.recv().await {
+                Ok(Notice::Event(event)) if event.id == id => seen.push(event.seq),
+                Ok(Notice::Wake(count)) => woken += count,
+                _ => {}
             }
         }
     })
     .await
-    .expect("every event is published");
-    assert_eq!(seen, vec![1, 2, 3, 4, 5, 6]);
+    .expect("every later event is published");
+    assert_eq!(seen, vec![2, 3, 4, 5, 6]);
+    assert_eq!(woken, 1, "the submission woke one worker per server");
+}
+
+/// Calls that arrive together (the Redis store sends them to Redis in batches) each get
+/// their own answer, as if each had run alone: every submission its ids (a key seen twice
+/// deduplicated), every claim a different task in priority-then-FIFO order, every
+/// completion its verdict and its own next task, a stale one rejected among good ones.
+async fn calls_that_arrive_together_each_get_their_own_answer(subject: Subject) {
+    let store = subject.store.clone();
+    // Connected first: a cluster connection being made fails the calls that come meanwhile.
+    store.ping().await.expect("ping");
+    let submissions = (0..60u8).map(|n| {
+        let store = store.clone();
+        async move {
+            let mut first = task(&format!("t{n}"), n % 3);
+            if n % 30 == 0 {
+                first.idempotency_key = Some("together".into());
+            }
+            let second = task(&format!("t{n}b"), n % 3);
+            let answer = store.submit(vec![first, second]).await.expect("submit");
+            (n, answer)
+        }
+    });
+    let answers = futures_util::future::join_all(submissions).await;
+    let mut keyed = Vec::new();
+    for (n, answer) in &answers {
+        assert_eq!(answer.len(), 2, "submission {n}");
+        assert!(!answer[1].deduplicated);
+        if n % 30 == 0 {
+            keyed.push((answer[0].id.clone(), answer[0].deduplicated));
+        } else {
+            assert!(!answer[0].deduplicated);
+        }
+    }
+    assert_eq!(keyed.iter().filter(|(_, dup)| !dup).count(), 1, "{keyed:?}");
+    assert!(keyed.iter().all(|(id, _)| *id == keyed[0].0), "{keyed:?}");
+    let queued = 60 * 2 - 1;
+
+    // Claims together: distinct tasks, and the first ones of the queue.
+    let claims = futures_util::future::join_all((0..40).map(|_| {
+        let store = store.clone();
+        async move { store.claim(&token(), LEASE).await.expect("claim") }
+    }))
+    .await;
+    let claims: Vec<_> = claims.into_iter().map(|c| c.expect("a task")).collect();
+    let mut ids: Vec<&str> = claims.iter().map(|c| c.task.id.as_str()).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), 40, "no task is claimed twice");
+    // 40 HIGH tasks were queued (n % 3 == 2 gives 20 submissions of two), so 40 claims
+    // take exactly those.
+    assert!(
+        claims.iter().all(|c| c.task.priority == 2),
+        "highest priority first"
+    );
+
+    // Completions together, each claiming the next; one of them stale.
+    let completions = futures_util::future::join_all(claims.iter().enumerate().map(|(i, c)| {
+        let store = store.clone();
+        let token = if i == 7 {
+            "not-the-token".to_owned()
+        } else {
+            c.token.clone()
+        };
+        let id = c.task.id.clone();
+        async move {
+            let next = uuid::Uuid::new_v4().to_string();
+            let outcome = store
+                .complete_and_claim(&id, &token, &format!("r{i}"), &next, LEASE)
+                .await
+                .expect("complete");
+            (i, id, next, outcome)
+        }
+    }))
+    .await;
+    let mut next_ids = Vec::new();
+    for (i, id, next, (finish, claim)) in &completions {
+        let record = store.get(id).await.expect("get").expect("exists");
+        if *i == 7 {
+            assert_eq!(*finish, Finish::Stale);
+            assert!(claim.is_none(), "a rejected completion claims nothing");
+            assert_eq!(record.state, TaskState::InProgress);
+        } else {
+            assert_eq!(*finish, Finish::Done);
+            assert_eq!(
+                (record.state, record.result.as_str()),
+                (TaskState::Completed, &*format!("r{i}"))
+            );
+            if let Some(claim) = claim {
+                assert_eq!(
+                    &claim.token, next,
+                    "each next task is leased to its own token"
+                );
+                next_ids.push(claim.task.id.clone());
+            }
+        }
+    }
+    let claimed_next = next_ids.len();
+    next_ids.sort_unstable();
+    next_ids.dedup();
+    assert_eq!(
+        next_ids.len(),
+        claimed_next,
+        "no next task is claimed twice"
+    );
+    let depths = store.depths().await.expect("depths");
+    let waiting: u64 = depths.pending.iter().sum();
+    assert_eq!(
+        waiting + depths.leased,
+        queued as u64 - 39,
+        "every task not completed is waiting or running: {depths:?}"
+    );
 }
 
 async fn unknown_tasks_are_absent(subject: Subject) {
@@ -992,6 +1109,7 @@ conformance!(
     completing_can_claim_the_next_task,
     a_cap_on_waiting_tasks_refuses_whole_submissions,
     progress_and_events_are_sequenced,
+    calls_that_arrive_together_each_get_their_own_answer,
     unknown_tasks_are_absent,
     depths_count_each_place_and_claims_say_how_long_they_waited,
 );
@@ -1139,4 +1257,82 @@ async fn a_redis_completion_claims_the_next_task_in_the_same_step() {
         .await
         .expect("complete and claim");
     assert_eq!((finish, none.is_none()), (Finish::Done, true));
+}
+
+/// Events go to the servers that stream their task: each server receives the events of its
+/// own streams and not those of the others', so what a server decodes does not grow with the
+/// number of servers. (Events that wake workers, and notices, still reach every server.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_receives_the_events_of_the_tasks_it_streams() {
+    let redis = support::Redis::start();
+    let options = RedisOptions {
+        url: redis.url(),
+        prefix: "routed:".into(),
+        retention: Duration::from_secs(60),
+        connect_timeout: Duration::from_secs(2),
+        command_timeout: Duration::from_secs(2),
+        max_queued: None,
+        outage_gap: Duration::from_secs(3600),
+        reap_settle: Duration::ZERO,
+        cluster: None,
+        wait: None,
+    };
+    let a = RedisStore::connect(options.clone()).expect("connect");
+    let b = RedisStore::connect(options).expect("connect");
+    support::wait_until_async(Duration::from_secs(10), "both subscriptions", || {
+        let up = a.subscribed() && b.subscribed();
+        async move { up }
+    })
+    .await;
+    let (mut heard_by_a, mut heard_by_b) = (a.notices(), b.notices());
+    // The submitting server is the first to stream a task; another registers by watching.
+    let one = submit(&a, task("one", 1)).await;
+    let two = submit(&b, task("two", 1)).await;
+    let both = submit(&a, task("both", 1)).await;
+    a.watch_events(&one, 0).await.expect("watch");
+    b.watch_events(&two, 0).await.expect("watch");
+    let history = b.watch_events(&both, 0).await.expect("watch");
+    assert_eq!(history.len(), 1, "the history so far");
+    // Run in order; the last task's completion, heard by both, comes after every other event.
+    for _ in 0..3 {
+        let claim = b
+            .claim(&token(), LEASE)
+            .await
+            .expect("claim")
+            .expect("a task");
+        let finish = b
+            .complete(&claim.task.id, &claim.token, "ok")
+            .await
+            .expect("complete");
+        assert_eq!(finish, Finish::Done);
+    }
+    async fn events_until_done(
+        notices: &mut tokio::sync::broadcast::Receiver<Notice>,
+        last: &str,
+    ) -> Vec<(String, TaskState)> {
+        let mut heard = Vec::new();
+        tokio::time::timeout(Duration::from_secs(5), async {
+            loop {
+                if let Ok(Notice::Event(event)) = notices.recv().await {
+                    heard.push((event.id.clone(), event.state));
+                    if event.id == last && event.state == TaskState::Completed {
+                        return;
+                    }
+                }
+            }
+        })
+        .await
+        .expect("the last completion is heard");
+        heard
+    }
+    let expect = |id: &str| {
+        vec![
+            (id.to_owned(), TaskState::InProgress),
+            (id.to_owned(), TaskState::Completed),
+        ]
+    };
+    let heard = events_until_done(&mut heard_by_a, &both).await;
+    assert_eq!(heard, [expect(&one), expect(&both)].concat());
+    let heard = events_until_done(&mut heard_by_b, &both).await;
+    assert_eq!(heard, [expect(&two), expect(&both)].concat());
 }

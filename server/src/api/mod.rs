@@ -163,7 +163,7 @@ impl TaskManager for TaskManagerService {
         // sequence number above what was read, so none is missed.
         let subscription = self.hub.subscribe(&id);
         let after = request.after_sequence.unwrap_or(0);
-        let mut history = self.store.events_after(&id, after).await.map_err(status)?;
+        let mut history = self.store.watch_events(&id, after).await.map_err(status)?;
         let mut done = false;
         if history.is_empty() {
             // Nothing after `after`: the task is unknown, or `after` is its latest event.

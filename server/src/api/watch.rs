@@ -90,7 +90,7 @@ impl Watch {
     async fn catch_up(&mut self) -> Result<(), Status> {
         let mut backoff = CATCH_UP_BACKOFF;
         loop {
-            let read = match self.store.events_after(&self.id, self.last).await {
+            let read = match self.store.watch_events(&self.id, self.last).await {
                 Ok(events) if events.is_empty() => match self.store.get(&self.id).await {
                     Ok(task) => {
                         self.done = task.is_none();

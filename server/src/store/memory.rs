@@ -206,6 +206,7 @@ impl Inner {
             ts: record.updated_ms,
             runnable,
             due_in_ms: due_in.map(ms),
+            by: None,
         };
         entry.history.push(event.clone());
         Some(event)
@@ -328,8 +329,15 @@ impl Store for MemoryStore {
                 });
             }
         }
-        for event in events {
+        // As in Redis: no stream can watch a task before its submission is answered, so a
+        // runnable task's first event is only recorded, and one notice wakes the workers.
+        let (runnable, delayed): (Vec<_>, Vec<_>) =
+            events.into_iter().partition(|event| event.runnable);
+        for event in delayed {
             self.send(Notice::Event(event));
+        }
+        if !runnable.is_empty() {
+            self.send(Notice::Wake(runnable.len()));
         }
         Ok(out)
     }

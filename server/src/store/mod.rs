@@ -18,7 +18,7 @@ pub use self::redis::{ClusterOptions, RedisOptions, RedisStore, WaitOptions};
 use crate::task::{NewTask, Notice, Submitted, TaskEvent, TaskRecord, TaskState};
 
 /// Why a store operation failed.
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 pub enum StoreError {
     /// The backing store cannot be reached (or did not answer in time). Retry later.
     #[error("the task store is unavailable: {0}")]
@@ -127,6 +127,14 @@ pub trait Store: Send + Sync + 'static {
 
     /// The task's events with a sequence number above `after`, in order.
     async fn events_after(&self, id: &str, after: u64) -> Result<Vec<TaskEvent>>;
+
+    /// The task's events after `after`, as [`Store::events_after`], for a stream: from then
+    /// on the task's events reach this process's notices. A store may otherwise publish a
+    /// task's events only to the processes that stream it (the Redis store does), so that a
+    /// process receives the events of its own streams, whatever the number of processes.
+    async fn watch_events(&self, id: &str, after: u64) -> Result<Vec<TaskEvent>> {
+        self.events_after(id, after).await
+    }
 
     /// Leases the first runnable task (highest priority, then oldest) to `token`, a token
     /// never used before. When the call fails, whether the task was leased is unknown: call

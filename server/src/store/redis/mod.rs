@@ -28,10 +28,12 @@ use super::{
 };
 use crate::task::{NewTask, Notice, Submitted, TaskEvent, TaskRecord, TaskState};
 
+mod batch;
 mod conn;
 mod shards;
 mod subscribe;
 
+use self::batch::{Batcher, Orphan};
 use self::conn::{Conn, Link};
 use self::shards::{Shard, Shards};
 
@@ -63,12 +65,12 @@ struct Scripts {
     claim: Script,
     renew: Script,
     progress: Script,
-    complete: Script,
     complete_claim: Script,
     fail: Script,
     cancelled: Script,
     release: Script,
     unclaim: Script,
+    watch: Script,
     cancel: Script,
     reap: Script,
     promote: Script,
@@ -85,12 +87,13 @@ impl Scripts {
             claim: script!(publish, ALLOW_OOM, "lua/claim.lua"),
             renew: script!(publish, ALLOW_OOM, "lua/renew.lua"),
             progress: script!(publish, ALLOW_OOM, "lua/progress.lua"),
-            complete: script!(publish, ALLOW_OOM, "lua/complete.lua"),
             complete_claim: script!(publish, ALLOW_OOM, "lua/complete_claim.lua"),
             fail: script!(publish, ALLOW_OOM, "lua/fail.lua"),
             cancelled: script!(publish, ALLOW_OOM, "lua/cancelled.lua"),
             release: script!(publish, ALLOW_OOM, "lua/release.lua"),
             unclaim: script!(publish, ALLOW_OOM, "lua/unclaim.lua"),
+            // A stream must open even on a full Redis; it writes one short field.
+            watch: script!(publish, ALLOW_OOM, "lua/watch.lua"),
             cancel: script!(publish, ALLOW_OOM, "lua/cancel.lua"),
             reap: script!(publish, ALLOW_OOM, "lua/reap.lua"),
             promote: script!(publish, ALLOW_OOM, "lua/promote.lua"),
@@ -158,35 +161,45 @@ impl std::fmt::Debug for RedisOptions {
 /// The Redis store. Cheap to clone; clones share the connection and the subscription.
 #[derive(Clone)]
 pub struct RedisStore {
-    link: Arc<Link>,
+    caller: Caller,
     shards: Arc<Shards>,
     /// On a cluster, the key that records how many shards the queue is split into.
     layout_key: Option<String>,
     /// Whether the queue's recorded shard count has been found equal to this store's (or
     /// recorded by it); until then submissions and claims check it first.
     layout_ok: Arc<AtomicBool>,
-    wait: Option<WaitOptions>,
-    /// The longest one call may take: connecting, the command (with the client's retries)
-    /// and waiting for replicas.
-    deadline: Duration,
     retention_ms: u64,
-    max_queued: u64,
     outage_gap_ms: u64,
     reap_settle_ms: u64,
     scripts: Arc<Scripts>,
+    /// Per shard (in shard order), the batchers of the calls that busy servers make most.
+    batches: Arc<Vec<Batches>>,
+    /// This process's name in the tasks it streams (their `watch` field, `lua/watch.lua`).
+    server: String,
     notices: broadcast::Sender<Notice>,
     subscribed: Arc<AtomicBool>,
     _subscriber: Arc<AbortOnDrop>,
 }
 
+/// What runs a call: the connection, the wait for replicas, the deadline. Shared by the
+/// store and its batchers.
+#[derive(Clone)]
+struct Caller {
+    link: Arc<Link>,
+    wait: Option<WaitOptions>,
+    /// The longest one call may take: connecting, the command (with the client's retries)
+    /// and waiting for replicas.
+    deadline: Duration,
+}
+
 /// Runs a script call on its shard, then waits for the replicas when the store is told to
 /// (`WaitOptions`).
 trait RunOn {
-    async fn on<T: FromRedisValue>(&self, store: &RedisStore, shard: &Shard) -> Result<T>;
+    async fn on<T: FromRedisValue>(&self, store: &Caller, shard: &Shard) -> Result<T>;
 }
 
 impl RunOn for ScriptInvocation<'_> {
-    async fn on<T: FromRedisValue>(&self, store: &RedisStore, shard: &Shard) -> Result<T> {
+    async fn on<T: FromRedisValue>(&self, store: &Caller, shard: &Shard) -> Result<T> {
         let call = async {
             let mut conn = store.conn().await?;
             let value = self.invoke_async(&mut conn).await.map_err(map_err)?;
@@ -233,89 +246,7 @@ fn ms(duration: Duration) -> u64 {
     u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }
 
-impl RedisStore {
-    /// The store over the Redis at `options.url`, or the Redis Cluster of
-    /// `options.cluster`. Nothing is dialled yet: commands connect on first use (and fail
-    /// `Unavailable` while Redis cannot be reached), and the event subscriptions are kept in
-    /// the background. Fails only on an invalid address.
-    pub fn connect(options: RedisOptions) -> Result<Self> {
-        let (notices, _) = broadcast::channel(4096);
-        let subscribed = Arc::new(AtomicBool::new(false));
-        let timeouts = (options.connect_timeout, options.command_timeout);
-        let (link, shards, subscriber, publish) = match &options.cluster {
-            None => {
-                let link = Link::standalone(&options.url, timeouts.0, timeouts.1)?;
-                let shards = Shards::standalone(&options.prefix);
-                let client = Client::open(options.url.as_str()).map_err(map_err)?;
-                let subscriber = tokio::spawn(subscribe::standalone(
-                    client,
-                    shards.all()[0].channel().to_owned(),
-                    notices.clone(),
-                    subscribed.clone(),
-                    timeouts,
-                ));
-                (link, shards, subscriber, "PUBLISH")
-            }
-            Some(cluster) => {
-                let link = Link::cluster(&cluster.nodes, timeouts.0, timeouts.1)?;
-                let shards = Shards::cluster(&options.prefix, cluster.shards);
-                let channels = shards
-                    .all()
-                    .iter()
-                    .map(|s| s.channel().to_owned())
-                    .collect();
-                let subscriber = tokio::spawn(subscribe::cluster(
-                    cluster.nodes.clone(),
-                    channels,
-                    notices.clone(),
-                    subscribed.clone(),
-                    timeouts,
-                ));
-                (link, shards, subscriber, "SPUBLISH")
-            }
-        };
-        // The cap on waiting tasks is shared out between the shards.
-        let per_shard = options
-            .max_queued
-            .map_or(0, |cap| cap.div_ceil(shards.len() as u64).max(1));
-        Ok(Self {
-            link: Arc::new(link),
-            shards: Arc::new(shards),
-            layout_key: options
-                .cluster
-                .as_ref()
-                .map(|_| format!("{}shards", options.prefix)),
-            layout_ok: Arc::new(AtomicBool::new(false)),
-            wait: options.wait.clone().filter(|wait| wait.replicas > 0),
-            deadline: options.connect_timeout
-                + options.command_timeout * 3
-                + options
-                    .wait
-                    .as_ref()
-                    .map_or(Duration::ZERO, |wait| wait.timeout),
-            retention_ms: ms(options.retention).max(1),
-            max_queued: per_shard,
-            outage_gap_ms: ms(options.outage_gap),
-            reap_settle_ms: ms(options.reap_settle),
-            scripts: Arc::new(Scripts::new(publish)),
-            notices,
-            subscribed,
-            _subscriber: Arc::new(AbortOnDrop(subscriber.abort_handle())),
-        })
-    }
-
-    /// Refuses work until the queue's shard count is known to be this store's: a task
-    /// placed in shards the queue does not have would be found by no one. Checked once.
-    async fn check_layout(&self) -> Result<()> {
-        if self.layout_key.is_none() || self.layout_ok.load(Ordering::Relaxed) {
-            return Ok(());
-        }
-        match self.layout_conflict().await? {
-            None => Ok(()),
-            Some(reason) => Err(StoreError::Unavailable(reason)),
-        }
-    }
-
+impl Caller {
     /// The command connection.
     async fn conn(&self) -> Result<Conn> {
         self.link.conn().await
@@ -330,7 +261,7 @@ impl RedisStore {
         self.bounded(call).await
     }
 
-    /// Runs `call` within [`Self::deadline`]: a call still unanswered then (the cluster
+    /// Runs `call` within [`Caller::deadline`]: a call still unanswered then (the cluster
     /// client can wait without end for slots it cannot find) is Unavailable, and like any
     /// unavailable answer makes the connection be made again.
     async fn bounded<T>(&self, call: impl std::future::Future<Output = Result<T>>) -> Result<T> {
@@ -376,6 +307,107 @@ impl RedisStore {
             )));
         }
         Ok(())
+    }
+}
+
+impl RedisStore {
+    /// The store over the Redis at `options.url`, or the Redis Cluster of
+    /// `options.cluster`. Nothing is dialled yet: commands connect on first use (and fail
+    /// `Unavailable` while Redis cannot be reached), and the event subscriptions are kept in
+    /// the background. Fails only on an invalid address.
+    pub fn connect(options: RedisOptions) -> Result<Self> {
+        let (notices, _) = broadcast::channel(4096);
+        // Names this process's own events channel: the events of the tasks it streams.
+        let server = crate::task::random_id();
+        let subscribed = Arc::new(AtomicBool::new(false));
+        let timeouts = (options.connect_timeout, options.command_timeout);
+        let (link, shards, subscriber, publish) = match &options.cluster {
+            None => {
+                let link = Link::standalone(&options.url, timeouts.0, timeouts.1)?;
+                let shards = Shards::standalone(&options.prefix);
+                let client = Client::open(options.url.as_str()).map_err(map_err)?;
+                let subscriber = tokio::spawn(subscribe::standalone(
+                    client,
+                    shards.all()[0].channels(&server),
+                    notices.clone(),
+                    subscribed.clone(),
+                    timeouts,
+                ));
+                (link, shards, subscriber, "PUBLISH")
+            }
+            Some(cluster) => {
+                let link = Link::cluster(&cluster.nodes, timeouts.0, timeouts.1)?;
+                let shards = Shards::cluster(&options.prefix, cluster.shards);
+                let channels = shards
+                    .all()
+                    .iter()
+                    .flat_map(|s| s.channels(&server))
+                    .collect();
+                let subscriber = tokio::spawn(subscribe::cluster(
+                    cluster.nodes.clone(),
+                    channels,
+                    notices.clone(),
+                    subscribed.clone(),
+                    timeouts,
+                ));
+                (link, shards, subscriber, "SPUBLISH")
+            }
+        };
+        // The cap on waiting tasks is shared out between the shards.
+        let per_shard = options
+            .max_queued
+            .map_or(0, |cap| cap.div_ceil(shards.len() as u64).max(1));
+        let caller = Caller {
+            link: Arc::new(link),
+            wait: options.wait.clone().filter(|wait| wait.replicas > 0),
+            deadline: options.connect_timeout
+                + options.command_timeout * 3
+                + options
+                    .wait
+                    .as_ref()
+                    .map_or(Duration::ZERO, |wait| wait.timeout),
+        };
+        let shards = Arc::new(shards);
+        let scripts = Arc::new(Scripts::new(publish));
+        let retention_ms = ms(options.retention).max(1);
+        let batches = Arc::new(
+            (0..shards.len())
+                .map(|index| {
+                    let limits = (retention_ms, per_shard);
+                    Batches::new(&caller, &scripts, &shards, index, limits, &server)
+                })
+                .collect(),
+        );
+        Ok(Self {
+            caller,
+            shards,
+            layout_key: options
+                .cluster
+                .as_ref()
+                .map(|_| format!("{}shards", options.prefix)),
+            layout_ok: Arc::new(AtomicBool::new(false)),
+            retention_ms,
+            outage_gap_ms: ms(options.outage_gap),
+            reap_settle_ms: ms(options.reap_settle),
+            scripts,
+            batches,
+            server,
+            notices,
+            subscribed,
+            _subscriber: Arc::new(AbortOnDrop(subscriber.abort_handle())),
+        })
+    }
+
+    /// Refuses work until the queue's shard count is known to be this store's: a task
+    /// placed in shards the queue does not have would be found by no one. Checked once.
+    async fn check_layout(&self) -> Result<()> {
+        if self.layout_key.is_none() || self.layout_ok.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        match self.layout_conflict().await? {
+            None => Ok(()),
+            Some(reason) => Err(StoreError::Unavailable(reason)),
+        }
     }
 
     /// A call of `script` on `shard`, with the shard's queue keys declared and its prefix as
@@ -436,10 +468,165 @@ impl RedisStore {
         groups.into_iter().collect()
     }
 
-    async fn submit_on(&self, shard: &Shard, tasks: &[(usize, NewTask)]) -> Result<Vec<Submitted>> {
-        let mut invocation = Self::invocation(shard, &self.scripts.submit);
-        invocation.arg(self.max_queued);
-        for (_, task) in tasks {
+    async fn claim_on(&self, shard: &Shard, token: &str, lease: Duration) -> Result<Option<Claim>> {
+        self.batches[shard.index]
+            .claim
+            .call((token.to_owned(), ms(lease)), 1)
+            .await
+    }
+}
+
+/// How many calls one batch holds at most (by tasks): one script then runs for at most
+/// about a millisecond.
+const BATCH_LIMIT: usize = 64;
+
+/// Batches of one kind out at once per shard: one on its way while the next fills.
+const BATCHES_IN_FLIGHT: usize = 2;
+
+/// A completion for the batch of completions, with the claim to make after it.
+struct Completion {
+    id: String,
+    token: String,
+    result: String,
+    /// The next claim's token and lease (ms), when the worker wants one.
+    next: Option<(String, u64)>,
+}
+
+/// The batchers of one shard: submissions, stream registrations, claims, and completions
+/// (each with its next claim), the calls a busy server makes per task (see `batch`).
+struct Batches {
+    submit: Batcher<Vec<NewTask>, Result<Vec<Submitted>>>,
+    /// Streams opening or catching up: (task id, after), answered with raw events.
+    watch: Batcher<(String, u64), Vec<Vec<u8>>>,
+    claim: Batcher<(String, u64), Option<Claim>>,
+    complete: Batcher<Completion, (Finish, Option<Claim>)>,
+}
+
+impl Batches {
+    fn new(
+        caller: &Caller,
+        scripts: &Arc<Scripts>,
+        shards: &Arc<Shards>,
+        index: usize,
+        (retention_ms, max_queued): (u64, u64),
+        server: &str,
+    ) -> Self {
+        // A task claimed for a caller that has gone is handed back, not left leased to no
+        // one until its lease expires.
+        let orphan = |caller: &Caller, scripts: &Arc<Scripts>, shards: &Arc<Shards>| {
+            let (caller, scripts, shards) = (caller.clone(), scripts.clone(), shards.clone());
+            move |claim: Option<Claim>| {
+                let Some(claim) = claim else { return };
+                let (caller, scripts, shards) = (caller.clone(), scripts.clone(), shards.clone());
+                tokio::spawn(async move {
+                    let shard = &shards.all()[index];
+                    let handed: Result<i64> = RedisStore::invocation(shard, &scripts.unclaim)
+                        .arg(&claim.token)
+                        .arg(retention_ms)
+                        .on(&caller, shard)
+                        .await;
+                    if let Err(error) = handed {
+                        warn!(%error, task_id = claim.task.id, "Cannot hand back a task claimed \
+                              for a caller that left; its lease will expire.");
+                    }
+                });
+            }
+        };
+        let submit = {
+            let (caller, scripts, shards) = (caller.clone(), scripts.clone(), shards.clone());
+            let server: Arc<str> = server.into();
+            Batcher::spawn(
+                BATCH_LIMIT,
+                BATCHES_IN_FLIGHT,
+                move |batch| {
+                    let (caller, scripts, shards, server) = (
+                        caller.clone(),
+                        scripts.clone(),
+                        shards.clone(),
+                        server.clone(),
+                    );
+                    async move {
+                        let shard = &shards.all()[index];
+                        submit_batch(&caller, &scripts, shard, (max_queued, &server), batch).await
+                    }
+                },
+                None,
+            )
+        };
+        let watch = {
+            let (caller, scripts, shards) = (caller.clone(), scripts.clone(), shards.clone());
+            let server: Arc<str> = server.into();
+            Batcher::spawn(
+                BATCH_LIMIT,
+                BATCHES_IN_FLIGHT,
+                move |batch| {
+                    let (caller, scripts, shards, server) = (
+                        caller.clone(),
+                        scripts.clone(),
+                        shards.clone(),
+                        server.clone(),
+                    );
+                    async move {
+                        let shard = &shards.all()[index];
+                        watch_batch(&caller, &scripts, shard, &server, batch).await
+                    }
+                },
+                None,
+            )
+        };
+        let claim = {
+            let (caller_, scripts_, shards_) = (caller.clone(), scripts.clone(), shards.clone());
+            Batcher::spawn(
+                BATCH_LIMIT,
+                BATCHES_IN_FLIGHT,
+                move |batch| {
+                    let (caller, scripts, shards) =
+                        (caller_.clone(), scripts_.clone(), shards_.clone());
+                    async move { claim_batch(&caller, &scripts, &shards.all()[index], batch).await }
+                },
+                Some(Arc::new(orphan(caller, scripts, shards)) as Orphan<_>),
+            )
+        };
+        let complete = {
+            let (caller_, scripts_, shards_) = (caller.clone(), scripts.clone(), shards.clone());
+            let orphan = orphan(caller, scripts, shards);
+            Batcher::spawn(
+                BATCH_LIMIT,
+                BATCHES_IN_FLIGHT,
+                move |batch| {
+                    let (caller, scripts, shards) =
+                        (caller_.clone(), scripts_.clone(), shards_.clone());
+                    async move {
+                        let shard = &shards.all()[index];
+                        complete_batch(&caller, &scripts, shard, retention_ms, batch).await
+                    }
+                },
+                Some(Arc::new(move |(_, next)| orphan(next)) as Orphan<_>),
+            )
+        };
+        Self {
+            submit,
+            watch,
+            claim,
+            complete,
+        }
+    }
+}
+
+/// Submits each submission of `batch` on `shard`, in one call: per submission, its tasks'
+/// answers, or Full when it would take the queue past `max_queued`.
+async fn submit_batch(
+    caller: &Caller,
+    scripts: &Scripts,
+    shard: &Shard,
+    (max_queued, server): (u64, &str),
+    batch: Vec<Vec<NewTask>>,
+) -> Result<Vec<Result<Vec<Submitted>>>> {
+    let mut invocation = RedisStore::invocation(shard, &scripts.submit);
+    invocation.arg(max_queued).arg(server);
+    for tasks in &batch {
+        invocation.arg(tasks.len());
+        for task in tasks {
             invocation
                 .arg(&task.id)
                 .arg(&task.description)
@@ -453,23 +640,128 @@ impl RedisStore {
                 .arg(ms(task.delay))
                 .arg(task.trace_parent.as_deref().unwrap_or(""));
         }
-        let flat: Vec<(String, i64)> = invocation.on(self, shard).await?;
-        Ok(flat
-            .into_iter()
-            .map(|(id, deduplicated)| Submitted {
-                id,
-                deduplicated: deduplicated == 1,
-            })
-            .collect())
     }
+    let answers: Vec<Value> = invocation.on(caller, shard).await?;
+    answers
+        .into_iter()
+        .map(|answer| match answer {
+            Value::Int(waiting) => Ok(Err(StoreError::Full(format!(
+                "{waiting} tasks are waiting to run; the cap is {max_queued} \
+                 (server.limits.max_queued_tasks)"
+            )))),
+            answer => {
+                let flat: Vec<(String, i64)> =
+                    redis::from_redis_value(answer).map_err(|error| map_err(error.into()))?;
+                Ok(Ok(flat
+                    .into_iter()
+                    .map(|(id, deduplicated)| Submitted {
+                        id,
+                        deduplicated: deduplicated == 1,
+                    })
+                    .collect()))
+            }
+        })
+        .collect()
+}
 
-    async fn claim_on(&self, shard: &Shard, token: &str, lease: Duration) -> Result<Option<Claim>> {
-        let flat: Option<Vec<Vec<u8>>> = Self::invocation(shard, &self.scripts.claim)
-            .arg(token)
-            .arg(ms(lease))
-            .on(self, shard)
-            .await?;
-        flat.map(|flat| claimed(flat, token)).transpose()
+/// Reads the events after each (task id, after) of `batch` on `shard` and registers
+/// `server` as streaming each task, in one call.
+async fn watch_batch(
+    caller: &Caller,
+    scripts: &Scripts,
+    shard: &Shard,
+    server: &str,
+    batch: Vec<(String, u64)>,
+) -> Result<Vec<Vec<Vec<u8>>>> {
+    let mut invocation = RedisStore::invocation(shard, &scripts.watch);
+    invocation.arg(server);
+    for (id, after) in &batch {
+        invocation.arg(id).arg(after);
+    }
+    invocation.on(caller, shard).await
+}
+
+/// Claims on `shard` for each (token, lease in ms) of `batch`, in one call.
+async fn claim_batch(
+    caller: &Caller,
+    scripts: &Scripts,
+    shard: &Shard,
+    batch: Vec<(String, u64)>,
+) -> Result<Vec<Option<Claim>>> {
+    let mut invocation = RedisStore::invocation(shard, &scripts.claim);
+    for (token, lease_ms) in &batch {
+        invocation.arg(token).arg(lease_ms);
+    }
+    let answers: Vec<Value> = invocation.on(caller, shard).await?;
+    answers
+        .into_iter()
+        .zip(&batch)
+        .map(|(answer, (token, _))| claimed_or_none(answer, token))
+        .collect()
+}
+
+/// Completes each attempt of `batch` on `shard` and makes the claims that follow, in one
+/// call.
+async fn complete_batch(
+    caller: &Caller,
+    scripts: &Scripts,
+    shard: &Shard,
+    retention_ms: u64,
+    batch: Vec<Completion>,
+) -> Result<Vec<(Finish, Option<Claim>)>> {
+    let mut invocation = RedisStore::invocation(shard, &scripts.complete_claim);
+    invocation.arg(retention_ms);
+    for completion in &batch {
+        let (next_token, lease_ms) = completion
+            .next
+            .as_ref()
+            .map_or(("", 0), |(token, lease)| (token.as_str(), *lease));
+        invocation
+            .arg(&completion.id)
+            .arg(&completion.token)
+            .arg(&completion.result)
+            .arg(next_token)
+            .arg(lease_ms);
+    }
+    let answers: Vec<Value> = invocation.on(caller, shard).await?;
+    if answers.len() != batch.len() * 2 {
+        return Err(StoreError::Corrupt(format!(
+            "complete_claim.lua answered {} values for {} completions",
+            answers.len(),
+            batch.len()
+        )));
+    }
+    let mut answers = answers.into_iter();
+    batch
+        .iter()
+        .map(|completion| {
+            let code = match answers.next() {
+                Some(Value::Int(code)) => code,
+                other => {
+                    return Err(StoreError::Corrupt(format!(
+                        "unexpected answer of complete_claim.lua: {other:?}"
+                    )));
+                }
+            };
+            let next = match (answers.next(), &completion.next) {
+                (Some(answer), Some((token, _))) => claimed_or_none(answer, token)?,
+                _ => None,
+            };
+            Ok((finish(code, false), next))
+        })
+        .collect()
+}
+
+/// A claim script's answer for one token: the claimed task's hash, or nil (false) when
+/// nothing was claimed.
+fn claimed_or_none(answer: Value, token: &str) -> Result<Option<Claim>> {
+    match answer {
+        Value::Nil | Value::Boolean(false) => Ok(None),
+        answer => {
+            let flat: Vec<Vec<u8>> =
+                redis::from_redis_value(answer).map_err(|error| map_err(error.into()))?;
+            claimed(flat, token).map(Some)
+        }
     }
 }
 
@@ -492,8 +784,20 @@ fn claimed(flat: Vec<Vec<u8>>, token: &str) -> Result<Claim> {
     })
 }
 
-/// A message of the events channel: a status event, or a control notice.
-pub(super) fn parse_notice(payload: &[u8]) -> Option<Notice> {
+/// The notices of one message of the events channel: a status event, a JSON array of the
+/// events of one script that changed several tasks (`flush` in `lua/common.lua`), or a
+/// control notice. A message that cannot be read gives none.
+pub(super) fn parse_notices(payload: &[u8]) -> Vec<Notice> {
+    if payload.first() == Some(&b'[') {
+        return serde_json::from_slice::<Vec<TaskEvent>>(payload)
+            .map(|events| events.into_iter().map(Notice::Event).collect())
+            .unwrap_or_default();
+    }
+    parse_notice(payload).into_iter().collect()
+}
+
+/// A message of the events channel holding one status event or one control notice.
+fn parse_notice(payload: &[u8]) -> Option<Notice> {
     // Nearly every message is a status event: read it straight into one (a notice has
     // neither `id` nor `seq`), and only the rare notice through a generic value.
     if let Ok(event) = serde_json::from_slice::<TaskEvent>(payload) {
@@ -580,11 +884,14 @@ impl Store for RedisStore {
         self.check_layout().await?;
         let count = tasks.len();
         let mut out: Vec<Option<Submitted>> = (0..count).map(|_| None).collect();
-        // One script per shard: all of a shard's tasks are accepted together or not at all.
+        // One submission per shard: all of a shard's tasks are accepted together or not at
+        // all (in a batch with other callers' submissions, each on its own).
         for (shard, group) in self.place(tasks) {
-            let submitted = self.submit_on(&self.shards.all()[shard], &group).await?;
-            for ((index, _), submitted) in group.iter().zip(submitted) {
-                out[*index] = Some(submitted);
+            let (indices, tasks): (Vec<usize>, Vec<NewTask>) = group.into_iter().unzip();
+            let weight = tasks.len().max(1);
+            let submitted = self.batches[shard].submit.call(tasks, weight).await??;
+            for (index, submitted) in indices.into_iter().zip(submitted) {
+                out[index] = Some(submitted);
             }
         }
         out.into_iter()
@@ -599,7 +906,7 @@ impl Store for RedisStore {
     async fn get(&self, id: &str) -> Result<Option<TaskRecord>> {
         let mut command = redis::cmd("HGETALL");
         command.arg(self.shards.of_id(id).key(&format!("task:{id}")));
-        let fields: Vec<(String, Vec<u8>)> = self.query(&command).await?;
+        let fields: Vec<(String, Vec<u8>)> = self.caller.query(&command).await?;
         if fields.is_empty() {
             return Ok(None);
         }
@@ -613,7 +920,28 @@ impl Store for RedisStore {
             .arg(self.shards.of_id(id).key(&format!("task_events:{id}")))
             .arg(after)
             .arg(-1);
-        let raw: Vec<Vec<u8>> = self.query(&command).await?;
+        let raw: Vec<Vec<u8>> = self.caller.query(&command).await?;
+        raw.iter()
+            .map(|bytes| {
+                serde_json::from_slice::<TaskEvent>(bytes)
+                    .map_err(|error| StoreError::Corrupt(format!("bad task event: {error}")))
+            })
+            .collect()
+    }
+
+    async fn watch_events(&self, id: &str, after: u64) -> Result<Vec<TaskEvent>> {
+        // A stream of the server that submitted the task is registered by the submission:
+        // its first event says so, and reading the history is enough.
+        if after == 0 {
+            let events = self.events_after(id, 0).await?;
+            if events.first().and_then(|first| first.by.as_deref()) == Some(&self.server) {
+                return Ok(events);
+            }
+        }
+        let raw = self.batches[self.shards.of_id(id).index]
+            .watch
+            .call((id.to_owned(), after), 1)
+            .await?;
         raw.iter()
             .map(|bytes| {
                 serde_json::from_slice::<TaskEvent>(bytes)
@@ -647,7 +975,7 @@ impl Store for RedisStore {
             .arg(id)
             .arg(token)
             .arg(ms(lease))
-            .on(self, self.shards.of_id(id))
+            .on(&self.caller, self.shards.of_id(id))
             .await?;
         Ok(match code {
             1 => Renewal::Renewed,
@@ -661,20 +989,23 @@ impl Store for RedisStore {
             .arg(id)
             .arg(token)
             .arg(percent.min(100))
-            .on(self, self.shards.of_id(id))
+            .on(&self.caller, self.shards.of_id(id))
             .await?;
         Ok(code == 1)
     }
 
     async fn complete(&self, id: &str, token: &str, result: &str) -> Result<Finish> {
-        let code: i64 = Self::invocation(self.shards.of_id(id), &self.scripts.complete)
-            .arg(id)
-            .arg(token)
-            .arg(result)
-            .arg(self.retention_ms)
-            .on(self, self.shards.of_id(id))
+        let completion = Completion {
+            id: id.to_owned(),
+            token: token.to_owned(),
+            result: result.to_owned(),
+            next: None,
+        };
+        let (finish, _) = self.batches[self.shards.of_id(id).index]
+            .complete
+            .call(completion, 1)
             .await?;
-        Ok(finish(code, false))
+        Ok(finish)
     }
 
     async fn complete_and_claim(
@@ -690,34 +1021,16 @@ impl Store for RedisStore {
             // stay on this one, or a shard could be left waiting while this one has work.
             return Ok((self.complete(id, token, result).await?, None));
         }
-        let shard = self.shards.of_id(id);
-        let reply: Vec<Value> = Self::invocation(shard, &self.scripts.complete_claim)
-            .arg(id)
-            .arg(token)
-            .arg(result)
-            .arg(self.retention_ms)
-            .arg(next_token)
-            .arg(ms(lease))
-            .on(self, shard)
-            .await?;
-        let mut reply = reply.into_iter();
-        let code = match reply.next() {
-            Some(Value::Int(code)) => code,
-            other => {
-                return Err(StoreError::Corrupt(format!(
-                    "unexpected answer of complete_claim: {other:?}"
-                )));
-            }
+        let completion = Completion {
+            id: id.to_owned(),
+            token: token.to_owned(),
+            result: result.to_owned(),
+            next: Some((next_token.to_owned(), ms(lease))),
         };
-        let next = match reply.next() {
-            Some(task) => {
-                let flat: Vec<Vec<u8>> =
-                    redis::from_redis_value(task).map_err(|error| map_err(error.into()))?;
-                Some(claimed(flat, next_token)?)
-            }
-            None => None,
-        };
-        Ok((finish(code, false), next))
+        self.batches[self.shards.of_id(id).index]
+            .complete
+            .call(completion, 1)
+            .await
     }
 
     async fn fail(&self, id: &str, token: &str, error: &str, plan: RetryPlan) -> Result<Finish> {
@@ -728,7 +1041,7 @@ impl Store for RedisStore {
             .arg(ms(plan.delay))
             .arg(self.retention_ms)
             .arg(u8::from(plan.permanent))
-            .on(self, self.shards.of_id(id))
+            .on(&self.caller, self.shards.of_id(id))
             .await?;
         Ok(finish(code, true))
     }
@@ -739,7 +1052,7 @@ impl Store for RedisStore {
             .arg(token)
             .arg(reason)
             .arg(self.retention_ms)
-            .on(self, self.shards.of_id(id))
+            .on(&self.caller, self.shards.of_id(id))
             .await?;
         Ok(finish(code, false))
     }
@@ -749,7 +1062,7 @@ impl Store for RedisStore {
             .arg(id)
             .arg(token)
             .arg(self.retention_ms)
-            .on(self, self.shards.of_id(id))
+            .on(&self.caller, self.shards.of_id(id))
             .await?;
         Ok(finish(code, false))
     }
@@ -762,7 +1075,7 @@ impl Store for RedisStore {
                 let code: i64 = Self::invocation(shard, &self.scripts.unclaim)
                     .arg(token)
                     .arg(self.retention_ms)
-                    .on(self, shard)
+                    .on(&self.caller, shard)
                     .await?;
                 Ok(code == 1)
             })
@@ -776,7 +1089,7 @@ impl Store for RedisStore {
                 .arg(id)
                 .arg(reason)
                 .arg(self.retention_ms)
-                .on(self, self.shards.of_id(id))
+                .on(&self.caller, self.shards.of_id(id))
                 .await?;
         Ok(match outcome.as_str() {
             "cancelled" => CancelOutcome::Cancelled,
@@ -798,7 +1111,7 @@ impl Store for RedisStore {
                     .arg(self.retention_ms)
                     .arg(self.outage_gap_ms)
                     .arg(self.reap_settle_ms)
-                    .on::<usize>(self, shard)
+                    .on::<usize>(&self.caller, shard)
                     .await
             })
             .await?;
@@ -811,7 +1124,7 @@ impl Store for RedisStore {
                 let shard = &self.shards.all()[index];
                 Self::invocation(shard, &self.scripts.promote)
                     .arg(limit)
-                    .on::<(usize, i64)>(self, shard)
+                    .on::<(usize, i64)>(&self.caller, shard)
                     .await
             })
             .await?;
@@ -831,7 +1144,7 @@ impl Store for RedisStore {
                 let shard = &self.shards.all()[index];
                 Self::invocation(shard, &self.scripts.trim)
                     .arg(self.retention_ms)
-                    .on::<usize>(self, shard)
+                    .on::<usize>(&self.caller, shard)
                     .await
             })
             .await?;
@@ -842,7 +1155,7 @@ impl Store for RedisStore {
         let mut failed = None;
         let mut timed_out = false;
         for shard in self.shards.all() {
-            let pong = match self.conn().await {
+            let pong = match self.caller.conn().await {
                 Ok(mut conn) => Self::invocation(shard, &self.scripts.heartbeat)
                     .arg(self.outage_gap_ms)
                     .invoke_async::<i64>(&mut conn)
@@ -855,13 +1168,13 @@ impl Store for RedisStore {
             };
             if let Err(error) = pong {
                 if matches!(error, StoreError::Unavailable(_)) {
-                    self.link.unavailable().await;
+                    self.caller.link.unavailable().await;
                 }
                 failed.get_or_insert(error);
             }
         }
         if timed_out {
-            self.link.reconnect().await;
+            self.caller.link.reconnect().await;
         }
         failed.map_or(Ok(()), Err)
     }
@@ -871,7 +1184,7 @@ impl Store for RedisStore {
             .on_every_shard(|index| async move {
                 let shard = &self.shards.all()[index];
                 let counts: Vec<u64> = Self::invocation(shard, &self.scripts.depths)
-                    .invoke_async(&mut self.conn().await?)
+                    .invoke_async(&mut self.caller.conn().await?)
                     .await
                     .map_err(map_err)?;
                 match counts.as_slice() {
@@ -908,7 +1221,7 @@ impl Store for RedisStore {
         let answer: redis::RedisResult<Vec<String>> = redis::cmd("CONFIG")
             .arg("GET")
             .arg("maxmemory-policy")
-            .query_async(&mut self.conn().await?)
+            .query_async(&mut self.caller.conn().await?)
             .await;
         match answer {
             Ok(pair) => Ok(pair.get(1).cloned()),
@@ -934,7 +1247,7 @@ impl Store for RedisStore {
             .arg(count)
             .arg("NX")
             .arg("GET")
-            .query_async(&mut self.conn().await?)
+            .query_async(&mut self.caller.conn().await?)
             .await
             .map_err(map_err)?;
         let conflict = before.filter(|before| *before != count.to_string());
@@ -980,5 +1293,23 @@ mod tests {
             Some(Notice::Wake(3))
         ));
         assert!(parse_notice(b"not json").is_none());
+        assert!(parse_notices(b"[not json").is_empty());
+    }
+
+    #[test]
+    fn a_message_can_hold_the_events_of_one_script() {
+        let batch = br#"[{"id":"t1","seq":3,"state":"COMPLETED","progress":100,"attempt":1,
+            "max_attempts":3,"result":"42","error":"","ts":7},
+            {"id":"t2","seq":2,"state":"IN_PROGRESS","progress":0,"attempt":1,
+            "max_attempts":3,"result":"","error":"","ts":7}]"#;
+        let seen: Vec<(String, u64)> = parse_notices(batch)
+            .into_iter()
+            .map(|notice| match notice {
+                Notice::Event(event) => (event.id, event.seq),
+                other => panic!("an event: {other:?}"),
+            })
+            .collect();
+        assert_eq!(seen, vec![("t1".to_owned(), 3), ("t2".to_owned(), 2)]);
+        assert_eq!(parse_notices(br#"{"wake":2}"#).len(), 1);
     }
 }

@@ -27,22 +27,29 @@ pub(super) struct Shard {
     pub(super) queue_keys: [String; 8],
     /// The slot of all its keys on a cluster.
     pub(super) slot: u16,
+    /// Its place among the store's shards.
+    pub(super) index: usize,
 }
 
 impl Shard {
-    fn new(prefix: String) -> Self {
+    fn new(prefix: String, index: usize) -> Self {
         let queue_keys = QUEUE_KEYS.map(|name| format!("{prefix}{name}"));
         let slot = slot(queue_keys[0].as_bytes());
         Self {
             prefix,
             queue_keys,
             slot,
+            index,
         }
     }
 
-    /// The channel of its events.
-    pub(super) fn channel(&self) -> &str {
-        &self.queue_keys[5]
+    /// The channels a server reads: the one every server reads (events that wake workers,
+    /// notices) and its own (the events of the tasks it streams), in the shard's slot.
+    pub(super) fn channels(&self, server: &str) -> Vec<String> {
+        vec![
+            self.queue_keys[5].clone(),
+            self.key(&format!("events:{server}")),
+        ]
     }
 
     /// The key `name` under its prefix.
@@ -62,7 +69,7 @@ impl Shards {
     /// One shard whose keys are the prefix and the original names (`<prefix>tasks`).
     pub(super) fn standalone(prefix: &str) -> Self {
         Self {
-            shards: vec![Shard::new(prefix.to_owned())],
+            shards: vec![Shard::new(prefix.to_owned(), 0)],
             next: AtomicUsize::new(0),
         }
     }
@@ -73,7 +80,7 @@ impl Shards {
     pub(super) fn cluster(prefix: &str, count: usize) -> Self {
         let count = count.max(1);
         let shards = (0..count)
-            .map(|s| Shard::new(format!("{prefix}{{{}}}", tag_in_range(s, count))))
+            .map(|s| Shard::new(format!("{prefix}{{{}}}", tag_in_range(s, count)), s))
             .collect();
         Self {
             shards,

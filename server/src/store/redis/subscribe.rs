@@ -13,20 +13,21 @@ use tokio::sync::broadcast;
 use tokio_stream::StreamExt;
 use tracing::{info, warn};
 
-use super::parse_notice;
+use super::parse_notices;
 use crate::task::Notice;
 
 /// How often a subscription connection is PINGed to prove it alive.
 const PING_EVERY: Duration = Duration::from_secs(1);
 
-/// Keeps one subscription to the events channel for the whole process. The connection is
+/// Keeps one subscription to the events channels (the shared one and this process's own)
+/// for the whole process. The connection is
 /// PINGed every second; one that does not answer within the command timeout is dropped and
 /// made again. Every (re)subscription announces `Resync`, so that streams and workers
 /// re-read what they may have missed while it was down. `subscribed` tells whether the
 /// subscription is up, for readiness.
 pub(super) async fn standalone(
     client: Client,
-    channel: String,
+    channels: Vec<String>,
     notices: broadcast::Sender<Notice>,
     subscribed: Arc<AtomicBool>,
     (connect_timeout, command_timeout): (Duration, Duration),
@@ -35,7 +36,7 @@ pub(super) async fn standalone(
     loop {
         let pubsub = tokio::time::timeout(connect_timeout, async {
             let mut pubsub = client.get_async_pubsub().await?;
-            pubsub.subscribe(&channel).await?;
+            pubsub.subscribe(&channels).await?;
             Ok::<_, RedisError>(pubsub)
         })
         .await;
@@ -52,7 +53,7 @@ pub(super) async fn standalone(
                     tokio::select! {
                         message = messages.next() => match message {
                             Some(message) => {
-                                if let Some(notice) = parse_notice(message.get_payload_bytes()) {
+                                for notice in parse_notices(message.get_payload_bytes()) {
                                     let _ = notices.send(notice);
                                 }
                             }
@@ -85,7 +86,8 @@ pub(super) async fn standalone(
     }
 }
 
-/// Keeps one sharded subscription per shard channel, on a cluster connection that follows
+/// Keeps one sharded subscription per shard channel (each shard's shared channel and this
+/// process's own), on a cluster connection that follows
 /// the slots to their masters (and, after a failover, to the promoted replica: the client
 /// subscribes again there, which announces `Resync`). The connection is PINGed every
 /// second; one that does not answer within the command timeout is made again.
@@ -128,10 +130,10 @@ pub(super) async fn cluster(
                     tokio::select! {
                         push = received.recv() => match push {
                             Some(PushInfo { kind: PushKind::SMessage, data }) => {
-                                if let Some(Value::BulkString(payload)) = data.get(1)
-                                    && let Some(notice) = parse_notice(payload)
-                                {
-                                    let _ = notices.send(notice);
+                                if let Some(Value::BulkString(payload)) = data.get(1) {
+                                    for notice in parse_notices(payload) {
+                                        let _ = notices.send(notice);
+                                    }
                                 }
                             }
                             Some(PushInfo { kind: PushKind::SSubscribe, .. }) => {

@@ -1,5 +1,14 @@
--- ARGV: prefix, token, lease_ms. Takes the first runnable task and leases it to `token`, in
--- one step: the task moves from the pending set to the lease set. Returns the task's hash
--- as a flat field/value list, or false when nothing is runnable. `claim:<token>` names the
--- task for one lease, so that a worker whose reply was lost can hand it back (unclaim.lua).
-return claim_one(ARGV[2], tonumber(ARGV[3]))
+-- ARGV: prefix, then per claim: token, lease_ms. Takes the first runnable tasks, one for each
+-- token, and leases each to its token, in one step: each moves from the pending set to the
+-- lease set. Returns, per token, the task's hash as a flat field/value list, or false when
+-- nothing more is runnable. Claims of idle workers that arrive together (the store batches
+-- them) share one call, and their events one message.
+local tokens, leases = {}, {}
+for i = 2, #ARGV, 2 do
+  tokens[#tokens + 1] = ARGV[i]
+  leases[#leases + 1] = tonumber(ARGV[i + 1])
+end
+hold()
+local claimed = claim_many(tokens, leases)
+flush()
+return claimed

@@ -2,7 +2,7 @@
 -- exactly one of the pending set, the delayed set, the lease set, or a terminal state.
 --
 -- Keys keep the original names under the prefix:
---   <p>task:<id>         hash: the task
+--   <p>task:<id>         hash: the task; its `watch` field names the servers streaming it
 --   <p>task_status:<id>  string: its status ("QUEUED", "IN_PROGRESS", ...)
 --   <p>tasks             sorted set: runnable tasks; score = priority band + FIFO counter
 --   <p>leases            sorted set: running tasks; score = lease expiry (ms)
@@ -13,7 +13,10 @@
 --   <p>claim:<token>     string: the task claimed under a lease token, for one lease: lets a
 --                        worker whose claim reply was lost hand the task back
 --   <p>enqueued          counter for FIFO order
---   <p>events            pub/sub channel (sharded on a cluster): status events and notices
+--   <p>events            pub/sub channel (sharded on a cluster) every server reads: the events
+--                        that wake workers, and notices (wake-ups, cancellations)
+--   <p>events:<server>   the channel of one server: the events of the tasks it streams (one
+--                        per message, or a JSON array of one script's events)
 --   <p>alive             string: when (Redis time, ms) a server last reached Redis
 --   <p>resumed           string: when Redis last answered after a silence (a restart, a
 --                        freeze, an outage): leases are not reaped until it has been up a while
@@ -62,42 +65,110 @@ local function enqueue(id, priority)
   redis.call('HSET', task_key(id), 'qscore', score, 'runnable_ms', now_ms())
 end
 
--- Records the task's current state as its next event: bumps its sequence number, updates the
--- original status key, appends to its history and publishes it. `runnable` marks an event
--- whose task just entered the pending set: it wakes one idle worker per server, and no
--- other event wakes any. `due_in` (ms) marks a task that entered the delayed set: servers
--- look at the delayed set again when it comes due, not on a timer.
--- Records `event` (the fields of `emit`'s event, its sequence number already taken) as the
--- task's next event. For a script that knows the task's fields without reading them back.
-local function announce(id, event, runnable, due_in)
+-- ZADD of a flat score/member list, in chunks that stay within Lua's unpack limit.
+local function zadd_all(key, flat)
+  for i = 1, #flat, 2000 do
+    redis.call('ZADD', key, unpack(flat, i, math.min(i + 1999, #flat)))
+  end
+end
+
+-- Events held by a script that changes many tasks (`hold`), to be published together at its
+-- end (`flush`), one message per channel, a JSON array of events, instead of one message
+-- each: one publication per server for the script, one message for it to receive.
+local OUTBOX, OUTBOX_ORDER
+
+local function send(channel, encoded)
+  if not OUTBOX then
+    redis.call(PUBLISH, channel, encoded)
+    return
+  end
+  local held = OUTBOX[channel]
+  if not held then
+    held = {}
+    OUTBOX[channel] = held
+    OUTBOX_ORDER[#OUTBOX_ORDER + 1] = channel
+  end
+  held[#held + 1] = encoded
+end
+
+local function hold() OUTBOX, OUTBOX_ORDER = {}, {} end
+
+local function flush()
+  for _, channel in ipairs(OUTBOX_ORDER) do
+    local held = OUTBOX[channel]
+    if #held == 1 then
+      redis.call(PUBLISH, channel, held[1])
+    else
+      redis.call(PUBLISH, channel, '[' .. table.concat(held, ',') .. ']')
+    end
+  end
+  OUTBOX, OUTBOX_ORDER = nil, nil
+end
+
+-- Publishes a task's event to the servers that stream the task: `watch` is the task's
+-- `watch` field (watch.lua), the ids of those servers (' a b '), each of which reads its own
+-- channel `<p>events:<server>`; or '*' for every server (the shared channel); nothing when no
+-- server streams it. So a server receives and decodes only the events of the tasks it
+-- streams, whatever the number of servers.
+local function publish(encoded, watch)
+  if not watch or watch == '' then return end
+  if watch == '*' then
+    send(K.events, encoded)
+    return
+  end
+  for server in string.gmatch(watch, '%S+') do send(P .. 'events:' .. server, encoded) end
+end
+
+-- Writes `event` (a table of the task's event fields, its sequence number already taken) as
+-- the task's next event: the original status key and the history. `expire_ms`, for a
+-- terminal event, sets the status key's expiry with its value. Returns the encoded event.
+local function record(id, event, expire_ms)
+  local encoded = cjson.encode(event)
+  if expire_ms then
+    redis.call('SET', P .. 'task_status:' .. id, event.state, 'PX', expire_ms)
+  else
+    redis.call('SET', P .. 'task_status:' .. id, event.state)
+  end
+  redis.call('RPUSH', P .. 'task_events:' .. id, encoded)
+  return encoded
+end
+
+-- Records `event` as the task's next event (`record`) and publishes it to the servers in
+-- `watch` (`publish`). `runnable` marks an event whose task just entered the pending set: it
+-- wakes one idle worker per server, and no other event wakes any. `due_in` (ms) marks a task
+-- that entered the delayed set: servers look at the delayed set again when it comes due, not
+-- on a timer. Either goes to every server. For a script that knows the task's fields without
+-- reading them back (`emit` reads them).
+local function announce(id, event, runnable, due_in, expire_ms, watch)
   if runnable then event.run = 1 end
   if due_in then event.due = due_in end
-  local encoded = cjson.encode(event)
-  redis.call('SET', P .. 'task_status:' .. id, event.state)
-  redis.call('RPUSH', P .. 'task_events:' .. id, encoded)
-  redis.call(PUBLISH, K.events, encoded)
+  if runnable or due_in then watch = '*' end
+  publish(record(id, event, expire_ms), watch)
   return event.seq
 end
 
-local function emit(id, runnable, due_in)
+-- Records the task's current state as its next event: bumps its sequence number, reads the
+-- task and announces it.
+local function emit(id, runnable, due_in, expire_ms)
   local key = task_key(id)
   local seq = redis.call('HINCRBY', key, 'seq', 1)
   local h = redis.call('HMGET', key, 'state', 'progress', 'attempt', 'max_attempts', 'result',
-    'error', 'updated_ms')
+    'error', 'updated_ms', 'watch')
   return announce(id, {
     id = id, seq = seq, state = h[1], progress = tonumber(h[2]), attempt = tonumber(h[3]),
     max_attempts = tonumber(h[4]), result = h[5] or '', error = h[6] or '',
     ts = tonumber(h[7]),
-  }, runnable, due_in)
+  }, runnable, due_in, expire_ms, h[8])
 end
 
 -- A terminal task expires, with everything that belongs to it, after the retention.
--- `idem` is the task's idempotency key when the caller has read it already.
-local function expire_terminal(id, retention_ms, idem)
+-- `idem` is the task's idempotency key when the caller has read it already; `status_set`
+-- when its status key was written with its expiry (`announce`'s `expire_ms`).
+local function expire_terminal(id, retention_ms, idem, status_set)
   local key = task_key(id)
   if idem == nil then idem = redis.call('HGET', key, 'idem') end
   redis.call('PEXPIRE', key, retention_ms)
-  redis.call('PEXPIRE', P .. 'task_status:' .. id, retention_ms)
+  if not status_set then redis.call('PEXPIRE', P .. 'task_status:' .. id, retention_ms) end
   redis.call('PEXPIRE', P .. 'task_events:' .. id, retention_ms)
   if idem and idem ~= '' then redis.call('PEXPIRE', P .. 'idem:' .. idem, retention_ms) end
 end
@@ -109,8 +180,8 @@ local function finish(id, state, fields, retention_ms, now)
   redis.call('HSET', key, 'state', state, 'token', '', 'updated_ms', now, unpack(fields))
   redis.call('ZREM', K.leases, id)
   if state == 'FAILED' then redis.call('ZADD', K.dead, now, id) end
-  emit(id, false)
-  expire_terminal(id, retention_ms)
+  emit(id, false, nil, retention_ms)
+  expire_terminal(id, retention_ms, nil, true)
 end
 
 -- Hands a running task back to the pending set at the place it was taken from, without
@@ -149,59 +220,75 @@ local function holds(id, token)
 end
 
 -- Completes the running task `id` if `token` holds its lease, as finish would, with the
--- task read once: true, or false when the lease is lost.
-local function complete_running(id, token, result, retention_ms)
+-- task read once: true, or false when the lease is lost. `unleased` collects the ids whose
+-- lease the caller removes (one ZREM for many completions).
+local function complete_running(id, token, result, retention_ms, unleased)
   local key = task_key(id)
-  local h = redis.call('HMGET', key, 'state', 'token', 'seq', 'attempt', 'max_attempts', 'idem')
+  local h = redis.call('HMGET', key, 'state', 'token', 'seq', 'attempt', 'max_attempts', 'idem',
+    'watch')
   if not (h[1] == 'IN_PROGRESS' and h[2] == token and token ~= '') then return false end
   local now = now_ms()
   local seq = tonumber(h[3]) + 1
   redis.call('HSET', key, 'state', 'COMPLETED', 'token', '', 'updated_ms', now,
     'result', result, 'progress', 100, 'error', '', 'seq', seq)
-  redis.call('ZREM', K.leases, id)
+  unleased[#unleased + 1] = id
   announce(id, {
     id = id, seq = seq, state = 'COMPLETED', progress = 100, attempt = tonumber(h[4]),
     max_attempts = tonumber(h[5]), result = result, error = '', ts = now,
-  })
-  expire_terminal(id, retention_ms, h[6] or '')
+  }, false, nil, retention_ms, h[7])
+  expire_terminal(id, retention_ms, h[6] or '', true)
   return true
 end
 
--- Takes the first runnable task and leases it to `token` (claim.lua, complete_claim.lua):
--- the task's hash as a flat field/value list, or false when nothing is runnable.
-local function claim_one(token, lease_ms)
+-- Takes the first runnable tasks, one for each token of `tokens` in order, and leases each to
+-- its token for the lease of `leases` (ms) at the same place (claim.lua, complete_claim.lua):
+-- per token, the task's hash as a flat field/value list, or false when nothing more is
+-- runnable. `claim:<token>` names the task
+-- for one lease, so that a worker whose reply was lost can hand it back (unclaim.lua).
+local function claim_many(tokens, leases)
+  local out, leased = {}, {}
+  local n = 1
+  -- A pending id without its task cannot be run; dropping it is all that can be done, and
+  -- the next ids are taken instead, a bounded number of times.
   for _ = 1, 16 do
-    local popped = redis.call('ZPOPMIN', K.tasks)
-    if #popped == 0 then return false end
-    local id = popped[1]
-    local key = task_key(id)
-    -- The hash is read once: its absence drops the id, and the claim's answer and its
-    -- event are built from it with the fields the claim changes.
-    local flat = redis.call('HGETALL', key)
-    if #flat > 0 then
-      local now = now_ms()
-      local h = {}
-      for i = 1, #flat, 2 do h[flat[i]] = flat[i + 1] end
-      local changed = {
-        attempt = tonumber(h.attempt) + 1, seq = tonumber(h.seq) + 1, state = 'IN_PROGRESS',
-        token = token, progress = 0, updated_ms = now,
-      }
-      redis.call('HSET', key, 'attempt', changed.attempt, 'seq', changed.seq,
-        'state', 'IN_PROGRESS', 'token', token, 'progress', 0, 'updated_ms', now)
-      redis.call('ZADD', K.leases, now + lease_ms, id)
-      redis.call('SET', P .. 'claim:' .. token, id, 'PX', lease_ms + 60000)
-      for i = 1, #flat, 2 do
-        local value = changed[flat[i]]
-        if value ~= nil then flat[i + 1] = tostring(value) end
+    if n > #tokens then break end
+    local popped = redis.call('ZPOPMIN', K.tasks, #tokens - n + 1)
+    if #popped == 0 then break end
+    for j = 1, #popped, 2 do
+      local id = popped[j]
+      local key = task_key(id)
+      -- The hash is read once: its absence drops the id, and the claim's answer and its
+      -- event are built from it with the fields the claim changes.
+      local flat = redis.call('HGETALL', key)
+      if #flat > 0 then
+        local token, lease_ms = tokens[n], leases[n]
+        local now = now_ms()
+        local h = {}
+        for i = 1, #flat, 2 do h[flat[i]] = flat[i + 1] end
+        local changed = {
+          attempt = tonumber(h.attempt) + 1, seq = tonumber(h.seq) + 1, state = 'IN_PROGRESS',
+          token = token, progress = 0, updated_ms = now,
+        }
+        redis.call('HSET', key, 'attempt', changed.attempt, 'seq', changed.seq,
+          'state', 'IN_PROGRESS', 'token', token, 'progress', 0, 'updated_ms', now)
+        leased[#leased + 1] = now + lease_ms
+        leased[#leased + 1] = id
+        redis.call('SET', P .. 'claim:' .. token, id, 'PX', lease_ms + 60000)
+        for i = 1, #flat, 2 do
+          local value = changed[flat[i]]
+          if value ~= nil then flat[i + 1] = tostring(value) end
+        end
+        announce(id, {
+          id = id, seq = changed.seq, state = 'IN_PROGRESS', progress = 0,
+          attempt = changed.attempt, max_attempts = tonumber(h.max_attempts),
+          result = h.result or '', error = h.error or '', ts = now,
+        }, false, nil, nil, h.watch)
+        out[n] = flat
+        n = n + 1
       end
-      announce(id, {
-        id = id, seq = changed.seq, state = 'IN_PROGRESS', progress = 0,
-        attempt = changed.attempt, max_attempts = tonumber(h.max_attempts),
-        result = h.result or '', error = h.error or '', ts = now,
-      })
-      return flat
     end
-    -- A pending id without its task cannot be run; dropping it is all that can be done.
   end
-  return false
+  zadd_all(K.leases, leased)
+  for i = n, #tokens do out[i] = false end
+  return out
 end

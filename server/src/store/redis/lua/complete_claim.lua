@@ -1,10 +1,29 @@
--- ARGV: prefix, id, token, result, retention_ms, next_token, lease_ms. Completes the running
--- attempt and, in the same step, claims the next runnable task under `next_token`, as
--- complete.lua then claim.lua would: a busy worker saves a round trip and a script per task.
--- Returns {1, the claimed task's hash}, {1} when nothing is runnable, or {0} when `token` no
--- longer holds the lease (the completion is rejected and nothing is claimed).
-local id, token, result, retention_ms = ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5])
-if not complete_running(id, token, result, retention_ms) then return { 0 } end
-local claimed = claim_one(ARGV[6], tonumber(ARGV[7]))
-if claimed then return { 1, claimed } end
-return { 1 }
+-- ARGV: prefix, retention_ms, then per completion: id, token, result, next_token, lease_ms.
+-- Completes each running attempt, as its own step would, and then claims, for each accepted
+-- completion with a next token ('' for none), the next runnable task under that token for
+-- `lease_ms`, as claim.lua would: busy workers save a round trip and a script per task, and
+-- completions that arrive together (the store batches them) share one call, and their
+-- events one message. Returns, per completion: 1 and the claimed task's hash (false when
+-- none was claimed), or 0 and false when its token no longer holds the lease (the
+-- completion is rejected, nothing claimed).
+local retention_ms = tonumber(ARGV[2])
+local out, tokens, leases, slots, unleased = {}, {}, {}, {}, {}
+hold()
+for i = 3, #ARGV, 5 do
+  local id, token, result, next_token = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
+  local accepted = complete_running(id, token, result, retention_ms, unleased)
+  out[#out + 1] = accepted and 1 or 0
+  out[#out + 1] = false
+  if accepted and next_token ~= '' then
+    tokens[#tokens + 1] = next_token
+    leases[#leases + 1] = tonumber(ARGV[i + 4])
+    slots[#tokens] = #out
+  end
+end
+if #unleased > 0 then redis.call('ZREM', K.leases, unpack(unleased)) end
+if #tokens > 0 then
+  local claimed = claim_many(tokens, leases)
+  for j, slot in ipairs(slots) do out[slot] = claimed[j] end
+end
+flush()
+return out
