@@ -373,8 +373,15 @@ impl RedisStore {
         let batches = Arc::new(
             (0..shards.len())
                 .map(|index| {
-                    let limits = (retention_ms, per_shard);
-                    Batches::new(&caller, &scripts, &shards, index, limits, &server)
+                    Batches::new(BatchContext {
+                        caller: caller.clone(),
+                        scripts: scripts.clone(),
+                        shards: shards.clone(),
+                        index,
+                        server: server.clone(),
+                        retention_ms,
+                        max_queued: per_shard,
+                    })
                 })
                 .collect(),
         );
@@ -502,113 +509,85 @@ struct Batches {
     complete: Batcher<Completion, (Finish, Option<Claim>)>,
 }
 
-impl Batches {
-    fn new(
-        caller: &Caller,
-        scripts: &Arc<Scripts>,
-        shards: &Arc<Shards>,
-        index: usize,
-        (retention_ms, max_queued): (u64, u64),
-        server: &str,
-    ) -> Self {
-        // A task claimed for a caller that has gone is handed back, not left leased to no
-        // one until its lease expires.
-        let orphan = |caller: &Caller, scripts: &Arc<Scripts>, shards: &Arc<Shards>| {
-            let (caller, scripts, shards) = (caller.clone(), scripts.clone(), shards.clone());
-            move |claim: Option<Claim>| {
-                let Some(claim) = claim else { return };
-                let (caller, scripts, shards) = (caller.clone(), scripts.clone(), shards.clone());
-                tokio::spawn(async move {
-                    let shard = &shards.all()[index];
-                    let handed: Result<i64> = RedisStore::invocation(shard, &scripts.unclaim)
-                        .arg(&claim.token)
-                        .arg(retention_ms)
-                        .on(&caller, shard)
-                        .await;
-                    if let Err(error) = handed {
-                        warn!(%error, task_id = claim.task.id, "Cannot hand back a task claimed \
-                              for a caller that left; its lease will expire.");
-                    }
-                });
+/// What the batchers of one shard run with.
+struct BatchContext {
+    caller: Caller,
+    scripts: Arc<Scripts>,
+    shards: Arc<Shards>,
+    /// The shard's index.
+    index: usize,
+    /// This process's name in the tasks it streams.
+    server: String,
+    retention_ms: u64,
+    /// The shard's cap on waiting tasks (0: none).
+    max_queued: u64,
+}
+
+impl BatchContext {
+    fn shard(&self) -> &Shard {
+        &self.shards.all()[self.index]
+    }
+}
+
+/// A batcher that runs `run` with the shard's context.
+fn batcher<Q, A, F, Fut>(
+    context: &Arc<BatchContext>,
+    run: F,
+    orphan: Option<Orphan<A>>,
+) -> Batcher<Q, A>
+where
+    Q: Send + 'static,
+    A: Send + 'static,
+    F: Fn(Arc<BatchContext>, Vec<Q>) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Result<Vec<A>>> + Send + 'static,
+{
+    let context = context.clone();
+    Batcher::spawn(
+        BATCH_LIMIT,
+        BATCHES_IN_FLIGHT,
+        move |batch| run(context.clone(), batch),
+        orphan,
+    )
+}
+
+/// Hands back a task claimed for a caller that has gone, rather than leave it leased to no
+/// one until its lease expires.
+fn hand_back_orphans(
+    context: &Arc<BatchContext>,
+) -> impl Fn(Option<Claim>) + Clone + Send + Sync + use<> {
+    let context = context.clone();
+    move |claim: Option<Claim>| {
+        let Some(claim) = claim else { return };
+        let context = context.clone();
+        tokio::spawn(async move {
+            let shard = context.shard();
+            let handed: Result<i64> = RedisStore::invocation(shard, &context.scripts.unclaim)
+                .arg(&claim.token)
+                .arg(context.retention_ms)
+                .on(&context.caller, shard)
+                .await;
+            if let Err(error) = handed {
+                warn!(%error, task_id = claim.task.id, "Cannot hand back a task claimed for a \
+                      caller that left; its lease will expire.");
             }
-        };
-        let submit = {
-            let (caller, scripts, shards) = (caller.clone(), scripts.clone(), shards.clone());
-            let server: Arc<str> = server.into();
-            Batcher::spawn(
-                BATCH_LIMIT,
-                BATCHES_IN_FLIGHT,
-                move |batch| {
-                    let (caller, scripts, shards, server) = (
-                        caller.clone(),
-                        scripts.clone(),
-                        shards.clone(),
-                        server.clone(),
-                    );
-                    async move {
-                        let shard = &shards.all()[index];
-                        submit_batch(&caller, &scripts, shard, (max_queued, &server), batch).await
-                    }
-                },
-                None,
-            )
-        };
-        let watch = {
-            let (caller, scripts, shards) = (caller.clone(), scripts.clone(), shards.clone());
-            let server: Arc<str> = server.into();
-            Batcher::spawn(
-                BATCH_LIMIT,
-                BATCHES_IN_FLIGHT,
-                move |batch| {
-                    let (caller, scripts, shards, server) = (
-                        caller.clone(),
-                        scripts.clone(),
-                        shards.clone(),
-                        server.clone(),
-                    );
-                    async move {
-                        let shard = &shards.all()[index];
-                        watch_batch(&caller, &scripts, shard, &server, batch).await
-                    }
-                },
-                None,
-            )
-        };
-        let claim = {
-            let (caller_, scripts_, shards_) = (caller.clone(), scripts.clone(), shards.clone());
-            Batcher::spawn(
-                BATCH_LIMIT,
-                BATCHES_IN_FLIGHT,
-                move |batch| {
-                    let (caller, scripts, shards) =
-                        (caller_.clone(), scripts_.clone(), shards_.clone());
-                    async move { claim_batch(&caller, &scripts, &shards.all()[index], batch).await }
-                },
-                Some(Arc::new(orphan(caller, scripts, shards)) as Orphan<_>),
-            )
-        };
-        let complete = {
-            let (caller_, scripts_, shards_) = (caller.clone(), scripts.clone(), shards.clone());
-            let orphan = orphan(caller, scripts, shards);
-            Batcher::spawn(
-                BATCH_LIMIT,
-                BATCHES_IN_FLIGHT,
-                move |batch| {
-                    let (caller, scripts, shards) =
-                        (caller_.clone(), scripts_.clone(), shards_.clone());
-                    async move {
-                        let shard = &shards.all()[index];
-                        complete_batch(&caller, &scripts, shard, retention_ms, batch).await
-                    }
-                },
-                Some(Arc::new(move |(_, next)| orphan(next)) as Orphan<_>),
-            )
-        };
+        });
+    }
+}
+
+impl Batches {
+    fn new(context: BatchContext) -> Self {
+        let context = Arc::new(context);
+        let hand_back = hand_back_orphans(&context);
+        let after_completion = hand_back.clone();
         Self {
-            submit,
-            watch,
-            claim,
-            complete,
+            submit: batcher(&context, submit_batch, None),
+            watch: batcher(&context, watch_batch, None),
+            claim: batcher(&context, claim_batch, Some(Arc::new(hand_back))),
+            complete: batcher(
+                &context,
+                complete_batch,
+                Some(Arc::new(move |(_, next)| after_completion(next))),
+            ),
         }
     }
 }
@@ -616,14 +595,12 @@ impl Batches {
 /// Submits each submission of `batch` on `shard`, in one call: per submission, its tasks'
 /// answers, or Full when it would take the queue past `max_queued`.
 async fn submit_batch(
-    caller: &Caller,
-    scripts: &Scripts,
-    shard: &Shard,
-    (max_queued, server): (u64, &str),
+    context: Arc<BatchContext>,
     batch: Vec<Vec<NewTask>>,
 ) -> Result<Vec<Result<Vec<Submitted>>>> {
-    let mut invocation = RedisStore::invocation(shard, &scripts.submit);
-    invocation.arg(max_queued).arg(server);
+    let (shard, max_queued) = (context.shard(), context.max_queued);
+    let mut invocation = RedisStore::invocation(shard, &context.scripts.submit);
+    invocation.arg(max_queued).arg(&context.server);
     for tasks in &batch {
         invocation.arg(tasks.len());
         for task in tasks {
@@ -641,7 +618,7 @@ async fn submit_batch(
                 .arg(task.trace_parent.as_deref().unwrap_or(""));
         }
     }
-    let answers: Vec<Value> = invocation.on(caller, shard).await?;
+    let answers: Vec<Value> = invocation.on(&context.caller, shard).await?;
     answers
         .into_iter()
         .map(|answer| match answer {
@@ -667,32 +644,29 @@ async fn submit_batch(
 /// Reads the events after each (task id, after) of `batch` on `shard` and registers
 /// `server` as streaming each task, in one call.
 async fn watch_batch(
-    caller: &Caller,
-    scripts: &Scripts,
-    shard: &Shard,
-    server: &str,
+    context: Arc<BatchContext>,
     batch: Vec<(String, u64)>,
 ) -> Result<Vec<Vec<Vec<u8>>>> {
-    let mut invocation = RedisStore::invocation(shard, &scripts.watch);
-    invocation.arg(server);
+    let shard = context.shard();
+    let mut invocation = RedisStore::invocation(shard, &context.scripts.watch);
+    invocation.arg(&context.server);
     for (id, after) in &batch {
         invocation.arg(id).arg(after);
     }
-    invocation.on(caller, shard).await
+    invocation.on(&context.caller, shard).await
 }
 
 /// Claims on `shard` for each (token, lease in ms) of `batch`, in one call.
 async fn claim_batch(
-    caller: &Caller,
-    scripts: &Scripts,
-    shard: &Shard,
+    context: Arc<BatchContext>,
     batch: Vec<(String, u64)>,
 ) -> Result<Vec<Option<Claim>>> {
-    let mut invocation = RedisStore::invocation(shard, &scripts.claim);
+    let shard = context.shard();
+    let mut invocation = RedisStore::invocation(shard, &context.scripts.claim);
     for (token, lease_ms) in &batch {
         invocation.arg(token).arg(lease_ms);
     }
-    let answers: Vec<Value> = invocation.on(caller, shard).await?;
+    let answers: Vec<Value> = invocation.on(&context.caller, shard).await?;
     answers
         .into_iter()
         .zip(&batch)
@@ -703,14 +677,12 @@ async fn claim_batch(
 /// Completes each attempt of `batch` on `shard` and makes the claims that follow, in one
 /// call.
 async fn complete_batch(
-    caller: &Caller,
-    scripts: &Scripts,
-    shard: &Shard,
-    retention_ms: u64,
+    context: Arc<BatchContext>,
     batch: Vec<Completion>,
 ) -> Result<Vec<(Finish, Option<Claim>)>> {
-    let mut invocation = RedisStore::invocation(shard, &scripts.complete_claim);
-    invocation.arg(retention_ms);
+    let shard = context.shard();
+    let mut invocation = RedisStore::invocation(shard, &context.scripts.complete_claim);
+    invocation.arg(context.retention_ms);
     for completion in &batch {
         let (next_token, lease_ms) = completion
             .next
@@ -723,7 +695,7 @@ async fn complete_batch(
             .arg(next_token)
             .arg(lease_ms);
     }
-    let answers: Vec<Value> = invocation.on(caller, shard).await?;
+    let answers: Vec<Value> = invocation.on(&context.caller, shard).await?;
     if answers.len() != batch.len() * 2 {
         return Err(StoreError::Corrupt(format!(
             "complete_claim.lua answered {} values for {} completions",
@@ -818,6 +790,16 @@ fn parse_notice(payload: &[u8]) -> Option<Notice> {
         return Some(Notice::Wake(count));
     }
     serde_json::from_value(value).ok().map(Notice::Event)
+}
+
+/// Task events as the history holds them.
+fn parse_events(raw: &[Vec<u8>]) -> Result<Vec<TaskEvent>> {
+    raw.iter()
+        .map(|bytes| {
+            serde_json::from_slice::<TaskEvent>(bytes)
+                .map_err(|error| StoreError::Corrupt(format!("bad task event: {error}")))
+        })
+        .collect()
 }
 
 /// Builds a task from its hash (a field/value list).
@@ -921,12 +903,7 @@ impl Store for RedisStore {
             .arg(after)
             .arg(-1);
         let raw: Vec<Vec<u8>> = self.caller.query(&command).await?;
-        raw.iter()
-            .map(|bytes| {
-                serde_json::from_slice::<TaskEvent>(bytes)
-                    .map_err(|error| StoreError::Corrupt(format!("bad task event: {error}")))
-            })
-            .collect()
+        parse_events(&raw)
     }
 
     async fn watch_events(&self, id: &str, after: u64) -> Result<Vec<TaskEvent>> {
@@ -942,12 +919,7 @@ impl Store for RedisStore {
             .watch
             .call((id.to_owned(), after), 1)
             .await?;
-        raw.iter()
-            .map(|bytes| {
-                serde_json::from_slice::<TaskEvent>(bytes)
-                    .map_err(|error| StoreError::Corrupt(format!("bad task event: {error}")))
-            })
-            .collect()
+        parse_events(&raw)
     }
 
     async fn claim(&self, token: &str, lease: Duration) -> Result<Option<Claim>> {
