@@ -6,7 +6,8 @@
 -- events one message. Returns, per completion: 1 and the claimed task's hash (false when
 -- none was claimed), or 0 and false when its token no longer holds the lease (the
 -- completion is rejected, nothing claimed).
-local retention_ms = tonumber(ARGV[2])
+-- As text: it is only passed on to PEXPIRE and SET PX.
+local retention_ms = ARGV[2]
 local out, tokens, leases, slots, unleased = {}, {}, {}, {}, {}
 hold()
 for i = 3, #ARGV, 5 do

@@ -13,7 +13,7 @@ local max_queued = tonumber(ARGV[2])
 local server = ARGV[3]
 local watch = ' ' .. server .. ' '
 local FIRST = 4
-local now = now_ms()
+local now, now_s = now_ms(), now_text()
 -- The FIFO counter is taken once for every runnable task of the call; a deduplicated or
 -- refused task leaves a gap in it, which orders nothing differently.
 local runnable = 0
@@ -78,13 +78,13 @@ while i <= #ARGV do
           local score = (2 - tonumber(priority)) * 1099511627776 + counter
           pending[#pending + 1] = score
           pending[#pending + 1] = id
-          place = { 'qscore', score, 'runnable_ms', now }
+          place = { 'qscore', score, 'runnable_ms', now_s }
         end
         redis.call('HSET', task_key(id), 'id', id, 'description', description,
           'priority', priority, 'number1', n1, 'number2', n2, 'kind', kind,
-          'payload', payload, 'idem', idem, 'state', 'QUEUED', 'attempt', 0,
-          'max_attempts', max_attempts, 'progress', 0, 'result', '', 'error', '',
-          'created_ms', now, 'updated_ms', now, 'seq', 1, 'token', '', 'cancel', 0,
+          'payload', payload, 'idem', idem, 'state', 'QUEUED', 'attempt', '0',
+          'max_attempts', max_attempts, 'progress', '0', 'result', '', 'error', '',
+          'created_ms', now_s, 'updated_ms', now_s, 'seq', '1', 'token', '', 'cancel', '0',
           'trace', trace, 'watch', watch, unpack(place))
         if idem ~= '' then redis.call('SET', P .. 'idem:' .. idem, id) end
         -- `by` tells a stream of the submitting server that it is registered already.
