@@ -1336,3 +1336,59 @@ async fn a_server_receives_the_events_of_the_tasks_it_streams() {
     let heard = events_until_done(&mut heard_by_b, &both).await;
     assert_eq!(heard, [expect(&two), expect(&both)].concat());
 }
+
+/// A task whose hash cannot be read fails its own claim and no other: claims batched with it
+/// get their tasks, and its claimer hands it back by its token like any lost claim.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_that_cannot_be_read_fails_only_its_own_claim() {
+    let redis = support::Redis::start();
+    let subject = subscribed(redis_with(redis, "test:", "capped:", LEASE)).await;
+    let store = subject.store.clone();
+    let mut ids = Vec::new();
+    for n in 0..20 {
+        ids.push(submit(store.as_ref(), task(&format!("t{n}"), 1)).await);
+    }
+    let url = subject
+        ._redis
+        .as_ref()
+        .and_then(|redis| redis.downcast_ref::<support::Redis>())
+        .expect("the test redis")
+        .url();
+    let mut conn = redis::Client::open(url)
+        .expect("client")
+        .get_multiplexed_async_connection()
+        .await
+        .expect("connect");
+    let broken = &ids[9];
+    let _: () = redis::cmd("HSET")
+        .arg(format!("test:task:{broken}"))
+        .arg("priority")
+        .arg("not a number")
+        .query_async(&mut conn)
+        .await
+        .expect("break a task");
+    let claims = futures_util::future::join_all((0..20).map(|_| {
+        let store = store.clone();
+        async move {
+            let token = token();
+            (store.claim(&token, LEASE).await, token)
+        }
+    }))
+    .await;
+    let mut claimed = Vec::new();
+    let mut failed = Vec::new();
+    for (claim, token) in claims {
+        match claim {
+            Ok(Some(claim)) => claimed.push(claim.task.id),
+            Ok(None) => panic!("twenty tasks for twenty claims"),
+            Err(StoreError::Corrupt(_)) => failed.push(token),
+            Err(error) => panic!("unexpected: {error}"),
+        }
+    }
+    assert_eq!((claimed.len(), failed.len()), (19, 1), "{claimed:?}");
+    assert!(!claimed.contains(broken));
+    // Its claimer hands it back; nothing is left in no place.
+    assert!(store.unclaim(&failed[0]).await.expect("unclaim"));
+    let depths = store.depths().await.expect("depths");
+    assert_eq!((depths.pending.iter().sum::<u64>(), depths.leased), (1, 19));
+}

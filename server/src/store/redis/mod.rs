@@ -479,7 +479,7 @@ impl RedisStore {
         self.batches[shard.index]
             .claim
             .call((token.to_owned(), ms(lease)), 1)
-            .await
+            .await?
     }
 }
 
@@ -505,8 +505,9 @@ struct Batches {
     submit: Batcher<Vec<NewTask>, Result<Vec<Submitted>>>,
     /// Streams opening or catching up: (task id, after), answered with raw events.
     watch: Batcher<(String, u64), Vec<Vec<u8>>>,
-    claim: Batcher<(String, u64), Option<Claim>>,
-    complete: Batcher<Completion, (Finish, Option<Claim>)>,
+    /// Each answer on its own: a task that cannot be read fails its own claim only.
+    claim: Batcher<(String, u64), Result<Option<Claim>>>,
+    complete: Batcher<Completion, Result<(Finish, Option<Claim>)>>,
 }
 
 /// What the batchers of one shard run with.
@@ -582,11 +583,23 @@ impl Batches {
         Self {
             submit: batcher(&context, submit_batch, None),
             watch: batcher(&context, watch_batch, None),
-            claim: batcher(&context, claim_batch, Some(Arc::new(hand_back))),
+            claim: batcher(
+                &context,
+                claim_batch,
+                Some(Arc::new(move |answer: Result<Option<Claim>>| {
+                    if let Ok(claim) = answer {
+                        hand_back(claim);
+                    }
+                })),
+            ),
             complete: batcher(
                 &context,
                 complete_batch,
-                Some(Arc::new(move |(_, next)| after_completion(next))),
+                Some(Arc::new(move |answer: Result<(Finish, Option<Claim>)>| {
+                    if let Ok((_, next)) = answer {
+                        after_completion(next);
+                    }
+                })),
             ),
         }
     }
@@ -656,30 +669,32 @@ async fn watch_batch(
     invocation.on(&context.caller, shard).await
 }
 
-/// Claims on `shard` for each (token, lease in ms) of `batch`, in one call.
+/// Claims on `shard` for each (token, lease in ms) of `batch`, in one call: each claim's
+/// answer, or why its task could not be read.
 async fn claim_batch(
     context: Arc<BatchContext>,
     batch: Vec<(String, u64)>,
-) -> Result<Vec<Option<Claim>>> {
+) -> Result<Vec<Result<Option<Claim>>>> {
     let shard = context.shard();
     let mut invocation = RedisStore::invocation(shard, &context.scripts.claim);
     for (token, lease_ms) in &batch {
         invocation.arg(token).arg(lease_ms);
     }
     let answers: Vec<Value> = invocation.on(&context.caller, shard).await?;
-    answers
+    Ok(answers
         .into_iter()
         .zip(&batch)
         .map(|(answer, (token, _))| claimed_or_none(answer, token))
-        .collect()
+        .collect())
 }
 
 /// Completes each attempt of `batch` on `shard` and makes the claims that follow, in one
-/// call.
+/// call: each completion's verdict and next task, or why its next task could not be read
+/// (the worker then reports again and hands back whatever its next token holds).
 async fn complete_batch(
     context: Arc<BatchContext>,
     batch: Vec<Completion>,
-) -> Result<Vec<(Finish, Option<Claim>)>> {
+) -> Result<Vec<Result<(Finish, Option<Claim>)>>> {
     let shard = context.shard();
     let mut invocation = RedisStore::invocation(shard, &context.scripts.complete_claim);
     invocation.arg(context.retention_ms);
@@ -704,24 +719,23 @@ async fn complete_batch(
         )));
     }
     let mut answers = answers.into_iter();
-    batch
-        .iter()
-        .map(|completion| {
-            let code = match answers.next() {
-                Some(Value::Int(code)) => code,
-                other => {
-                    return Err(StoreError::Corrupt(format!(
-                        "unexpected answer of complete_claim.lua: {other:?}"
-                    )));
-                }
-            };
-            let next = match (answers.next(), &completion.next) {
-                (Some(answer), Some((token, _))) => claimed_or_none(answer, token)?,
-                _ => None,
-            };
-            Ok((finish(code, false), next))
-        })
-        .collect()
+    let mut out = Vec::with_capacity(batch.len());
+    for completion in &batch {
+        let code = match answers.next() {
+            Some(Value::Int(code)) => code,
+            other => {
+                return Err(StoreError::Corrupt(format!(
+                    "unexpected answer of complete_claim.lua: {other:?}"
+                )));
+            }
+        };
+        let next = match (answers.next(), &completion.next) {
+            (Some(answer), Some((token, _))) => claimed_or_none(answer, token),
+            _ => Ok(None),
+        };
+        out.push(next.map(|next| (finish(code, false), next)));
+    }
+    Ok(out)
 }
 
 /// A claim script's answer for one token: the claimed task's hash, or nil (false) when
@@ -976,7 +990,7 @@ impl Store for RedisStore {
         let (finish, _) = self.batches[self.shards.of_id(id).index]
             .complete
             .call(completion, 1)
-            .await?;
+            .await??;
         Ok(finish)
     }
 
@@ -1002,7 +1016,7 @@ impl Store for RedisStore {
         self.batches[self.shards.of_id(id).index]
             .complete
             .call(completion, 1)
-            .await
+            .await?
     }
 
     async fn fail(&self, id: &str, token: &str, error: &str, plan: RetryPlan) -> Result<Finish> {

@@ -251,8 +251,10 @@ end
 -- Takes the first runnable tasks, one for each token of `tokens` in order, and leases each to
 -- its token for the lease of `leases` (ms) at the same place (claim.lua, complete_claim.lua):
 -- per token, the task's hash as a flat field/value list, or false when nothing more is
--- runnable. `claim:<token>` names the task
--- for one lease, so that a worker whose reply was lost can hand it back (unclaim.lua).
+-- runnable. `claim:<token>` names the task for one lease, so that a worker whose reply was
+-- lost can hand it back (unclaim.lua). Nothing here may raise an error once the ids are
+-- popped: a script's writes before an error stay, and the popped ids not yet leased would
+-- be in no set at all; so a field that is missing or not a number counts as 0.
 local function claim_many(tokens, leases)
   local out, leased = {}, {}
   local n = 1
@@ -277,10 +279,10 @@ local function claim_many(tokens, leases)
         for i = 1, #flat, 2 do
           local field = flat[i]
           if field == 'attempt' then
-            attempt = tostring(tonumber(flat[i + 1]) + 1)
+            attempt = tostring((tonumber(flat[i + 1]) or 0) + 1)
             flat[i + 1] = attempt
           elseif field == 'seq' then
-            seq = tostring(tonumber(flat[i + 1]) + 1)
+            seq = tostring((tonumber(flat[i + 1]) or 0) + 1)
             flat[i + 1] = seq
           elseif field == 'state' then
             flat[i + 1] = 'IN_PROGRESS'
@@ -300,6 +302,7 @@ local function claim_many(tokens, leases)
             watch = flat[i + 1]
           end
         end
+        attempt, seq = attempt or '1', seq or '1'
         redis.call('HSET', key, 'attempt', attempt, 'seq', seq, 'state', 'IN_PROGRESS',
           'token', token, 'progress', '0', 'updated_ms', now_s)
         leased[#leased + 1] = now + lease_ms
