@@ -260,10 +260,7 @@ impl Store for MemoryStore {
                 let waiting = inner.waiting();
                 let new = u64::try_from(new).unwrap_or(u64::MAX);
                 if new > 0 && waiting.saturating_add(new) > cap {
-                    return Err(StoreError::Full(format!(
-                        "{waiting} tasks are waiting to run; the cap is {cap} \
-                         (server.limits.max_queued_tasks)"
-                    )));
+                    return Err(StoreError::queue_full(waiting, cap));
                 }
             }
             for task in tasks {

@@ -32,6 +32,16 @@ pub enum StoreError {
     Corrupt(String),
 }
 
+impl StoreError {
+    /// The answer to a submission that would take the tasks waiting to run past the cap.
+    fn queue_full(waiting: impl std::fmt::Display, cap: u64) -> Self {
+        Self::Full(format!(
+            "{waiting} tasks are waiting to run; the cap is {cap} \
+             (server.limits.max_queued_tasks)"
+        ))
+    }
+}
+
 /// Store results.
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 

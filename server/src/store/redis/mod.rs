@@ -635,10 +635,7 @@ async fn submit_batch(
     answers
         .into_iter()
         .map(|answer| match answer {
-            Value::Int(waiting) => Ok(Err(StoreError::Full(format!(
-                "{waiting} tasks are waiting to run; the cap is {max_queued} \
-                 (server.limits.max_queued_tasks)"
-            )))),
+            Value::Int(waiting) => Ok(Err(StoreError::queue_full(waiting, max_queued))),
             answer => {
                 let flat: Vec<(String, i64)> =
                     redis::from_redis_value(answer).map_err(|error| map_err(error.into()))?;
