@@ -735,33 +735,126 @@ async fn complete_batch(
     Ok(out)
 }
 
-/// A claim script's answer for one token: the claimed task's hash, or nil (false) when
-/// nothing was claimed.
+/// The fields of a claimed task in a claim script's answer, in its order (`CLAIM_FIELDS` in
+/// `lua/common.lua`, without `watch`): values only, no names, and not the three the claim
+/// fixes (the state, the progress and the token).
+const CLAIM_FIELDS: [&str; 18] = [
+    "id",
+    "description",
+    "priority",
+    "number1",
+    "number2",
+    "kind",
+    "payload",
+    "idem",
+    "attempt",
+    "max_attempts",
+    "result",
+    "error",
+    "created_ms",
+    "updated_ms",
+    "seq",
+    "cancel",
+    "trace",
+    "runnable_ms",
+];
+
+/// A claim script's answer for one token: the claimed task's `CLAIM_FIELDS`, or nil (false)
+/// when nothing was claimed.
 fn claimed_or_none(answer: Value, token: &str) -> Result<Option<Claim>> {
     match answer {
         Value::Nil | Value::Boolean(false) => Ok(None),
-        answer => {
-            let flat: Vec<Vec<u8>> =
-                redis::from_redis_value(answer).map_err(|error| map_err(error.into()))?;
-            claimed(flat, token).map(Some)
-        }
+        Value::Array(values) => claimed(values, token).map(Some),
+        other => Err(StoreError::Corrupt(format!(
+            "unexpected answer of a claim script: {other:?}"
+        ))),
     }
 }
 
-/// The claim of a task from its hash as a claim script returns it.
-fn claimed(flat: Vec<Vec<u8>>, token: &str) -> Result<Claim> {
-    let fields = pairs(flat);
-    let runnable_ms = fields
-        .iter()
-        .find(|(name, _)| name == "runnable_ms")
-        .and_then(|(_, value)| std::str::from_utf8(value).ok()?.parse::<i64>().ok());
-    let task = parse_task(fields)?;
+/// The claim of a task from its fields as a claim script answers them (`CLAIM_FIELDS`).
+fn claimed(values: Vec<Value>, token: &str) -> Result<Claim> {
+    if values.len() != CLAIM_FIELDS.len() {
+        return Err(StoreError::Corrupt(format!(
+            "a claim script answered {} task fields, not {}",
+            values.len(),
+            CLAIM_FIELDS.len()
+        )));
+    }
+    // Each value taken as it came (a missing field is empty), decoded where it is used.
+    let mut values = values.into_iter().map(|value| match value {
+        Value::BulkString(bytes) => bytes,
+        Value::SimpleString(text) => text.into_bytes(),
+        Value::Int(number) => number.to_string().into_bytes(),
+        _ => Vec::new(),
+    });
+    let mut next = || values.next().unwrap_or_default();
+    let text = |bytes: Vec<u8>| {
+        String::from_utf8(bytes)
+            .unwrap_or_else(|error| String::from_utf8_lossy(error.as_bytes()).into_owned())
+    };
+    let number = |bytes: Vec<u8>, index: usize| -> Result<i64> {
+        std::str::from_utf8(&bytes)
+            .ok()
+            .and_then(|text| text.parse::<i64>().ok())
+            .ok_or_else(|| {
+                StoreError::Corrupt(format!(
+                    "task field {} is not a number",
+                    CLAIM_FIELDS[index]
+                ))
+            })
+    };
+    let narrow = |value: i64, index: usize| -> Result<u32> {
+        u32::try_from(value).map_err(|_| {
+            StoreError::Corrupt(format!(
+                "task field {} is out of range",
+                CLAIM_FIELDS[index]
+            ))
+        })
+    };
+    let id = text(next());
+    let description = text(next());
+    let priority = u8::try_from(number(next(), 2)?.clamp(0, 2)).unwrap_or(0);
+    let number1 = i32::try_from(number(next(), 3)?).unwrap_or_default();
+    let number2 = i32::try_from(number(next(), 4)?).unwrap_or_default();
+    let kind = text(next());
+    let payload = next();
+    let idem = text(next());
+    let attempt = narrow(number(next(), 8)?, 8)?;
+    let max_attempts = narrow(number(next(), 9)?, 9)?;
+    let result = text(next());
+    let error = text(next());
+    let created_ms = number(next(), 12)?;
+    let updated_ms = number(next(), 13)?;
+    let seq = u64::try_from(number(next(), 14)?).unwrap_or_default();
+    let cancel_requested = next() == b"1";
+    let trace = text(next());
+    let runnable_ms = number(next(), 17).ok();
     let waited = runnable_ms.map(|at| {
-        let ms = task.updated_ms.saturating_sub(at);
+        let ms = updated_ms.saturating_sub(at);
         Duration::from_millis(u64::try_from(ms).unwrap_or(0))
     });
     Ok(Claim {
-        task,
+        task: TaskRecord {
+            id,
+            description,
+            priority,
+            number1,
+            number2,
+            kind,
+            payload,
+            idempotency_key: (!idem.is_empty()).then_some(idem),
+            state: TaskState::InProgress,
+            attempt,
+            max_attempts,
+            progress: 0,
+            result,
+            error,
+            created_ms,
+            updated_ms,
+            seq,
+            cancel_requested,
+            trace_parent: Some(trace).filter(|t| !t.is_empty()),
+        },
         token: token.to_owned(),
         waited,
     })
@@ -851,15 +944,6 @@ fn parse_task(fields: Vec<(String, Vec<u8>)>) -> Result<TaskRecord> {
         cancel_requested: text("cancel") == "1",
         trace_parent: Some(text("trace")).filter(|t| !t.is_empty()),
     })
-}
-
-fn pairs(flat: Vec<Vec<u8>>) -> Vec<(String, Vec<u8>)> {
-    let mut out = Vec::with_capacity(flat.len() / 2);
-    let mut items = flat.into_iter();
-    while let (Some(key), Some(value)) = (items.next(), items.next()) {
-        out.push((String::from_utf8_lossy(&key).into_owned(), value));
-    }
-    out
 }
 
 fn finish(code: i64, retry: bool) -> Finish {
@@ -1294,5 +1378,44 @@ mod tests {
             .collect();
         assert_eq!(seen, vec![("t1".to_owned(), 3), ("t2".to_owned(), 2)]);
         assert_eq!(parse_notices(br#"{"wake":2}"#).len(), 1);
+    }
+
+    #[test]
+    fn a_claim_answers_the_fields_the_store_reads() {
+        // The Lua list, as written in common.lua: the store's list, then `watch` (read for
+        // the claim's event, not answered).
+        let lua = include_str!("lua/common.lua");
+        let list = lua
+            .split_once("local CLAIM_FIELDS = {")
+            .and_then(|(_, rest)| rest.split_once('}'))
+            .map(|(list, _)| list)
+            .expect("CLAIM_FIELDS in common.lua");
+        let fields: Vec<&str> = list
+            .split(',')
+            .map(|field| field.trim().trim_matches('\''))
+            .filter(|field| !field.is_empty())
+            .collect();
+        assert_eq!(fields[..CLAIM_FIELDS.len()], CLAIM_FIELDS[..]);
+        assert_eq!(fields[CLAIM_FIELDS.len()..], ["watch"]);
+        // A task claimed with a field that older versions did not write (runnable_ms).
+        let mut values: Vec<Value> = [
+            "t1", "add", "1", "2", "3", "default", "", "", "1", "3", "", "", "10", "15", "2", "0",
+            "",
+        ]
+        .iter()
+        .map(|value| Value::BulkString(value.as_bytes().to_vec()))
+        .collect();
+        values.push(Value::Nil);
+        let claim = claimed(values, "k").expect("a claim");
+        assert_eq!(claim.task.id, "t1");
+        assert_eq!((claim.task.number1, claim.task.number2), (2, 3));
+        assert_eq!((claim.task.attempt, claim.task.max_attempts), (1, 3));
+        assert_eq!(
+            (claim.task.created_ms, claim.task.updated_ms, claim.task.seq),
+            (10, 15, 2)
+        );
+        assert_eq!(claim.task.state, TaskState::InProgress);
+        assert!(claim.waited.is_none());
+        assert!(claimed(vec![Value::Nil; 3], "k").is_err());
     }
 }

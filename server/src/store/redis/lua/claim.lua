@@ -1,6 +1,6 @@
 -- ARGV: prefix, then per claim: token, lease_ms. Takes the first runnable tasks, one for each
 -- token, and leases each to its token, in one step: each moves from the pending set to the
--- lease set. Returns, per token, the task's hash as a flat field/value list, or false when
+-- lease set. Returns, per token, the task's fields (`CLAIM_FIELDS`, common.lua), or false when
 -- nothing more is runnable. Claims of idle workers that arrive together (the store batches
 -- them) share one call, and their events one message.
 local tokens, leases = {}, {}

@@ -248,13 +248,25 @@ local function complete_running(id, token, result, retention_ms, unleased)
   return true
 end
 
+-- The fields of a task that a claim answers, in this order (the store's `CLAIM_FIELDS`;
+-- `watch`, last, is read for the claim's event and not answered), and the positions of
+-- those the claim changes or reads.
+local CLAIM_FIELDS = {
+  'id', 'description', 'priority', 'number1', 'number2', 'kind', 'payload', 'idem', 'attempt',
+  'max_attempts', 'result', 'error', 'created_ms', 'updated_ms', 'seq', 'cancel', 'trace',
+  'runnable_ms', 'watch',
+}
+local C = {}
+for i, field in ipairs(CLAIM_FIELDS) do C[field] = i end
+
 -- Takes the first runnable tasks, one for each token of `tokens` in order, and leases each to
 -- its token for the lease of `leases` (ms) at the same place (claim.lua, complete_claim.lua):
--- per token, the task's hash as a flat field/value list, or false when nothing more is
--- runnable. `claim:<token>` names the task for one lease, so that a worker whose reply was
--- lost can hand it back (unclaim.lua). Nothing here may raise an error once the ids are
--- popped: a script's writes before an error stay, and the popped ids not yet leased would
--- be in no set at all; so a field that is missing or not a number counts as 0.
+-- per token, the task's `CLAIM_FIELDS` as they are after the claim (the state is
+-- IN_PROGRESS, the progress 0, the token the claim's: not repeated), or false when nothing
+-- more is runnable. `claim:<token>` names the task for one lease, so that a worker whose
+-- reply was lost can hand it back (unclaim.lua). Nothing here may raise an error once the
+-- ids are popped: a script's writes before an error stay, and the popped ids not yet leased
+-- would be in no set at all; so a field that is missing or not a number counts as 0.
 local function claim_many(tokens, leases)
   local out, leased = {}, {}
   local n = 1
@@ -267,42 +279,15 @@ local function claim_many(tokens, leases)
     for j = 1, #popped, 2 do
       local id = popped[j]
       local key = task_key(id)
-      -- The hash is read once: its absence drops the id, and the claim's answer and its
-      -- event are built from it with the fields the claim changes.
-      local flat = redis.call('HGETALL', key)
-      if #flat > 0 then
+      -- The hash is read once: a missing `id` field (no hash) drops the id, and the claim's
+      -- answer and its event are built from it with the fields the claim changes.
+      local h = redis.call('HMGET', key, unpack(CLAIM_FIELDS))
+      if h[1] then
         local token, lease_ms = tokens[n], leases[n]
         local now, now_s = now_ms(), now_text()
-        -- One pass over the hash: what the event needs is read, what the claim changes is
-        -- written into the answer.
-        local attempt, seq, max_attempts, result, err, watch
-        for i = 1, #flat, 2 do
-          local field = flat[i]
-          if field == 'attempt' then
-            attempt = tostring((tonumber(flat[i + 1]) or 0) + 1)
-            flat[i + 1] = attempt
-          elseif field == 'seq' then
-            seq = tostring((tonumber(flat[i + 1]) or 0) + 1)
-            flat[i + 1] = seq
-          elseif field == 'state' then
-            flat[i + 1] = 'IN_PROGRESS'
-          elseif field == 'token' then
-            flat[i + 1] = token
-          elseif field == 'progress' then
-            flat[i + 1] = '0'
-          elseif field == 'updated_ms' then
-            flat[i + 1] = now_s
-          elseif field == 'max_attempts' then
-            max_attempts = flat[i + 1]
-          elseif field == 'result' then
-            result = flat[i + 1]
-          elseif field == 'error' then
-            err = flat[i + 1]
-          elseif field == 'watch' then
-            watch = flat[i + 1]
-          end
-        end
-        attempt, seq = attempt or '1', seq or '1'
+        local attempt = tostring((tonumber(h[C.attempt]) or 0) + 1)
+        local seq = tostring((tonumber(h[C.seq]) or 0) + 1)
+        h[C.attempt], h[C.seq], h[C.updated_ms] = attempt, seq, now_s
         redis.call('HSET', key, 'attempt', attempt, 'seq', seq, 'state', 'IN_PROGRESS',
           'token', token, 'progress', '0', 'updated_ms', now_s)
         leased[#leased + 1] = now + lease_ms
@@ -310,10 +295,11 @@ local function claim_many(tokens, leases)
         redis.call('SET', P .. 'claim:' .. token, id, 'PX', lease_ms + 60000)
         announce(id, {
           id = id, seq = tonumber(seq), state = 'IN_PROGRESS', progress = 0,
-          attempt = tonumber(attempt), max_attempts = tonumber(max_attempts),
-          result = result or '', error = err or '', ts = now,
-        }, false, nil, nil, watch)
-        out[n] = flat
+          attempt = tonumber(attempt), max_attempts = tonumber(h[C.max_attempts]),
+          result = h[C.result] or '', error = h[C.error] or '', ts = now,
+        }, false, nil, nil, h[C.watch])
+        h[C.watch] = nil
+        out[n] = h
         n = n + 1
       end
     end

@@ -3,7 +3,7 @@
 -- completion with a next token ('' for none), the next runnable task under that token for
 -- `lease_ms`, as claim.lua would: busy workers save a round trip and a script per task, and
 -- completions that arrive together (the store batches them) share one call, and their
--- events one message. Returns, per completion: 1 and the claimed task's hash (false when
+-- events one message. Returns, per completion: 1 and the claimed task's fields (false when
 -- none was claimed), or 0 and false when its token no longer holds the lease (the
 -- completion is rejected, nothing claimed).
 -- As text: it is only passed on to PEXPIRE and SET PX.
