@@ -208,7 +208,10 @@ def cluster_sets(nodes, shards):
 def load(work, address, tasks, producers, *flags):
     """One `taskmanager-client load` run: its JSON report."""
     config = Path(work) / "stack.yaml"
+    # Tracing off, as for the server: otherwise the client would trace every call (and
+    # send the trace context with it) to a Tempo that is not there.
     args = [str(BIN / "taskmanager-client"), "--json", "--config", str(config),
+            "--set", "observability.tracing.enabled=false",
             "--address", address, "load", "--tasks", str(tasks),
             "--concurrency", str(producers), *flags]
     out = subprocess.run(args, capture_output=True, text=True, timeout=900).stdout
