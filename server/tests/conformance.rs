@@ -860,6 +860,61 @@ async fn progress_and_events_are_sequenced(subject: Subject) {
     assert_eq!(woken, 1, "the submission woke one worker per server");
 }
 
+/// A result or an error reaches the history and the streams exactly as the handler wrote
+/// it, whatever characters it holds: quotes, backslashes, control characters, line and
+/// paragraph separators, other scripts.
+async fn results_and_errors_keep_every_character(subject: Subject) {
+    let store = subject.store.as_ref();
+    let mut notices = store.notices();
+    let awkward = "\"quoted\" \\ back\\slash\n\r\t\u{0}\u{1f}\u{7f} \u{2028}\u{2029}\u{85} /\
+        é 数 🦀 {\"json\":[1]} ]}";
+    let id = submit(store, task("awkward", 1)).await;
+    store.watch_events(&id, 0).await.expect("watch");
+    let claim = store
+        .claim(&token(), LEASE)
+        .await
+        .expect("claim")
+        .expect("a task");
+    store
+        .fail(&id, &claim.token, awkward, NOW)
+        .await
+        .expect("fail");
+    let claim = store
+        .claim(&token(), LEASE)
+        .await
+        .expect("claim")
+        .expect("the retry");
+    assert_eq!(
+        claim.task.error, awkward,
+        "the claim reads the last error back"
+    );
+    store
+        .complete(&id, &claim.token, awkward)
+        .await
+        .expect("complete");
+    let events = store.events_after(&id, 0).await.expect("events");
+    let last = events.last().expect("events");
+    assert_eq!(last.state, TaskState::Completed);
+    assert_eq!(last.result, awkward);
+    assert_eq!(events[2].error, awkward, "the failure's event");
+    let record = store.get(&id).await.expect("get").expect("the task");
+    assert_eq!(record.result, awkward);
+    let mut streamed = None;
+    tokio::time::timeout(Duration::from_secs(5), async {
+        while streamed.is_none() {
+            if let Ok(Notice::Event(event)) = notices.recv().await
+                && event.id == id
+                && event.state == TaskState::Completed
+            {
+                streamed = Some(event);
+            }
+        }
+    })
+    .await
+    .expect("the completion is published");
+    assert_eq!(streamed.expect("the completion").result, awkward);
+}
+
 /// Calls that arrive together (the Redis store sends them to Redis in batches) each get
 /// their own answer, as if each had run alone: every submission its ids (a key seen twice
 /// deduplicated), every claim a different task in priority-then-FIFO order, every
@@ -1109,6 +1164,7 @@ conformance!(
     completing_can_claim_the_next_task,
     a_cap_on_waiting_tasks_refuses_whole_submissions,
     progress_and_events_are_sequenced,
+    results_and_errors_keep_every_character,
     calls_that_arrive_together_each_get_their_own_answer,
     unknown_tasks_are_absent,
     depths_count_each_place_and_claims_say_how_long_they_waited,

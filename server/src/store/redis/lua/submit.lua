@@ -12,6 +12,7 @@ local FIELDS = 11
 local max_queued = tonumber(ARGV[2])
 local server = ARGV[3]
 local watch = ' ' .. server .. ' '
+local by = ',"by":' .. json_string(server)
 local FIRST = 4
 local now, now_s = now_ms(), now_text()
 -- The FIFO counter is taken once for every runnable task of the call; a deduplicated or
@@ -88,16 +89,16 @@ while i <= #ARGV do
           'trace', trace, 'watch', watch, unpack(place))
         if idem ~= '' then redis.call('SET', P .. 'idem:' .. idem, id) end
         -- `by` tells a stream of the submitting server that it is registered already.
-        local event = {
-          id = id, seq = 1, state = 'QUEUED', progress = 0, attempt = 0,
-          max_attempts = tonumber(max_attempts), result = '', error = '', ts = now, by = server,
-        }
         if delay > 0 then
-          announce(id, event, false, delay)
+          announce(id, 'QUEUED',
+            event_json(id, '1', 'QUEUED', '0', '0', max_attempts, '', '', now_s,
+              by .. flags(false, ARGV[j + 9])),
+            true)
         else
           -- No stream can watch a task before its submission is answered, so its first
           -- event is only recorded; the wake-up it would carry goes with the others below.
-          record(id, event)
+          record(id, 'QUEUED',
+            event_json(id, '1', 'QUEUED', '0', '0', max_attempts, '', '', now_s, by))
           wake = wake + 1
         end
         answer[#answer + 1] = id
